@@ -1,0 +1,213 @@
+/**
+ * The stage-2 hardware walker: IPA → PA or a fault value (Arm ARM D8.3–D8.5; ASL `AArch64.S2Translate`,
+ * `AArch64.S2Walk`, `S2CheckPermissions`, `S2ApplyOutputPerms`; reference arm-s2.md §4, §5, §7.2). Hot path: no
+ * allocation, no BigInt, no closures; results go into a preallocated {@link WalkResult}.
+ *
+ * Order of checks (arm-s2.md §1.8, §4.3, §4.4):
+ *   config (T0SZ, SL) → IPA range → table base vs OAS → per level: SEA on the read, invalid/reserved, table
+ *   address vs OAS → at the leaf: OA vs OAS → AF (unless HA) → permission → hardware AF/dirty update.
+ *
+ * Choices (arm-s2.md §11, §12): the contiguous hint and nT never fault and the OA comes from the entry itself
+ * (#9, QEMU); no AF or dirty update on a faulting access (#12, QEMU); fetch from stage-2 Device memory is a
+ * Permission fault (#6, ASL); AT never sets the dirty state but does set AF with HA (#7, ASL — QEMU 7.2 also sets
+ * dirty on AT S12E1W). Alignment faults need the access size and are the caller's (vCPU's) business.
+ */
+
+import { S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI } from '../arch/desc.js';
+import {
+  s2DescAddr,
+  s2DescCont,
+  s2DescDbm,
+  s2DescMemAttr,
+  s2DescS2ap,
+  s2DescSh,
+  s2DescSw,
+  s2DescXn,
+  s2MemAttrIsDevice,
+  OaFormat,
+} from '../arch/desc-codec.js';
+import { assertNever } from '../arch/assert.js';
+import { FaultType } from '../arch/fault.js';
+import type { PhysMem, U64 } from '../mem/phys-mem.js';
+import type { S2Config } from './s2-config.js';
+import type { WalkResult } from './walk-result.js';
+import type { WalkTrace } from './walk-trace.js';
+
+/** The kind of access being translated (ASL `AccessType`, reduced to what stage 2 distinguishes). */
+export const AccessKind = { READ: 0, WRITE: 1, EXEC: 2 } as const;
+/** An access kind. */
+export type AccessKind = (typeof AccessKind)[keyof typeof AccessKind];
+
+/**
+ * Walk flags (a bit set).
+ * - `EL0`: the stage-1 access is from EL0 (selects the EL0 half of XN[1:0] with FEAT_XNX).
+ * - `AT`: an address-translation instruction (AT S12E*). Permissions are checked for READ/WRITE as usual; AF is
+ *   set with HA (the ASL does not exclude AT from AF updates, arm-s2.md §7.2), but the dirty state is never
+ *   updated (ASL `S2Translate` excludes AccessType_AT; arm-s2.md §11 #7).
+ * - `NO_UPDATE`: a probe: same outcome as a real access but no memory side effect at all.
+ * - `S1PTW`: the access is a stage-1 table walk (reported as S1PTW; with HCR_EL2.PTW a walk to stage-2 Device
+ *   memory is a Permission fault, arm-s2.md §4.8).
+ */
+export const WalkFlag = { EL0: 1, AT: 2, NO_UPDATE: 4, S1PTW: 8 } as const;
+/** One walk flag. */
+export type WalkFlag = (typeof WalkFlag)[keyof typeof WalkFlag];
+
+/** Scratch for descriptor reads; one per module, never escapes a call. */
+const scratch: U64 = { lo: 0, hi: 0 };
+
+function fail(out: WalkResult, type: FaultType, level: number): FaultType {
+  out.fault = type;
+  out.level = level;
+  return type;
+}
+
+/**
+ * Whether a stage-2 leaf denies this access (a Permission fault). Usable on a TLB hit: pass the cached leaf's
+ * halves as they are in memory; it does not look at AF (a TLB caches only leaves a walk succeeded on).
+ *
+ * Mirrors ASL `AArch64.S2CheckPermissions` / `S2DirectBasePermissions` (non-PIE, non-overlay):
+ * READ needs S2AP[0]; WRITE needs S2AP[1], which DBM makes effectively 1 when HD is in effect; EXEC is denied from
+ * stage-2 Device memory, then by XN[1:0] (with FEAT_XNX: 01 denies EL1, 11 denies EL0, 10 denies both; without it
+ * only XN[1] counts). With the S1PTW flag and HCR_EL2.PTW, a walk to stage-2 Device memory is denied.
+ *
+ * @remarks A permitted WRITE may still need a walk to set the dirty state: see {@link s2NeedsHwUpdate}.
+ */
+export function s2PermFault(cfg: S2Config, descLo: number, descHi: number, access: AccessKind, flags: number): boolean {
+  switch (access) {
+    case AccessKind.READ:
+      if ((flags & WalkFlag.S1PTW) !== 0 && cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
+      return (descLo & S2AP_R_LO) === 0;
+    case AccessKind.WRITE:
+      if ((flags & WalkFlag.S1PTW) !== 0 && cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
+      return (descLo & S2AP_W_LO) === 0 && !(cfg.hd && (descHi & S2_DBM_HI) !== 0);
+    case AccessKind.EXEC: {
+      if (s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
+      const xn = s2DescXn(descHi);
+      if (!cfg.xnx) return (xn & 2) !== 0;
+      // XN[1:0]: 00 all, 01 EL0 only, 10 none, 11 EL1 only.
+      if ((flags & WalkFlag.EL0) !== 0) return xn === 2 || xn === 3;
+      return xn === 1 || xn === 2;
+    }
+    default:
+      return assertNever(access, 'access kind');
+  }
+}
+
+/**
+ * Whether a permitted access to this leaf makes the hardware write the descriptor: AF = 0 with HA, or a WRITE (not
+ * AT) to a DBM=1, S2AP[1]=0 leaf with HD (arm-s2.md §4.7). A TLB hit path re-walks when this is true.
+ */
+export function s2NeedsHwUpdate(cfg: S2Config, descLo: number, descHi: number, access: AccessKind, flags: number): boolean {
+  if (cfg.ha && (descLo & S2_AF_LO) === 0) return true;
+  return (
+    access === AccessKind.WRITE &&
+    (flags & WalkFlag.AT) === 0 &&
+    cfg.hd &&
+    (descHi & S2_DBM_HI) !== 0 &&
+    (descLo & S2AP_W_LO) === 0
+  );
+}
+
+/**
+ * Translates `ipa` through stage 2: fills `out` and returns the fault kind (`FaultType.NONE` on success).
+ *
+ * Implements ASL `AArch64.S2Translate` + `AArch64.S2Walk` (arm-s2.md §4): level-0 configuration faults from `cfg`,
+ * the IPA range check (bits [55:IAS] → Translation L0), the base-address check (Address size L0), then per level a
+ * Synchronous External abort when the descriptor read hits non-RAM (`FaultType.SEA_WALK`), Translation for invalid
+ * entries and for blocks where none is allowed (incl. `0b01` at level 3), Address size for a next-level table at or
+ * above OAS (reported at the table descriptor's level); at the leaf: Address size for an OA at or above OAS, Access
+ * flag (AF = 0 without HA), Permission ({@link s2PermFault}); on success, the hardware AF and dirty-state updates,
+ * written back with `mem.write64` (a hardware update, not the descriptor-write API) unless `NO_UPDATE`.
+ *
+ * @param ipa a non-negative integer below 2^53 (an IPA at or above 2^IAS faults).
+ * @param flags a bit set of {@link WalkFlag}.
+ * @param trace when non-null, receives every descriptor read.
+ */
+export function s2Walk(
+  mem: PhysMem,
+  cfg: S2Config,
+  ipa: number,
+  access: AccessKind,
+  flags: number,
+  out: WalkResult,
+  trace: WalkTrace | null,
+): FaultType {
+  out.reset();
+  out.ipa = ipa;
+  out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
+  if (trace !== null) trace.reset();
+  if (!cfg.enabled) {
+    out.pa = ipa;
+    return FaultType.NONE;
+  }
+  if (cfg.fault === FaultType.TRANSLATION) return fail(out, FaultType.TRANSLATION, 0);
+  if (!(ipa >= 0 && ipa < cfg.iasSize)) return fail(out, FaultType.TRANSLATION, 0);
+  if (cfg.fault === FaultType.ADDRESS_SIZE) return fail(out, FaultType.ADDRESS_SIZE, 0);
+
+  const fmt: OaFormat = cfg.oaFormat;
+  const oasSize = cfg.oasSize;
+  let level = cfg.startLevel;
+  let table = cfg.baseAddr;
+  for (;;) {
+    const slot = level + 1;
+    const size = cfg.levelSize[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
+    const index = Math.floor(ipa / size) % cfg.levelEntries[slot]!; // JUSTIFY: as above.
+    const descPa = table + index * 8;
+    out.descPa = descPa;
+    if (!mem.read64(descPa, scratch)) return fail(out, FaultType.SEA_WALK, level);
+    const lo = scratch.lo;
+    const hi = scratch.hi;
+    out.descLo = lo;
+    out.descHi = hi;
+    if (trace !== null) trace.push(level, descPa, lo, hi);
+    if ((lo & 1) === 0) return fail(out, FaultType.TRANSLATION, level);
+    if ((lo & 2) !== 0 && level < 3) {
+      const nlta = s2DescAddr(lo, hi, cfg.gShift, fmt);
+      if (nlta >= oasSize) return fail(out, FaultType.ADDRESS_SIZE, level);
+      table = nlta;
+      level++;
+      continue;
+    }
+    if ((lo & 2) === 0 && cfg.blockOk[slot] === 0) return fail(out, FaultType.TRANSLATION, level);
+
+    // Leaf (block or page).
+    const shift = cfg.levelShift[slot]!; // JUSTIFY: as above.
+    out.leafLevel = level;
+    out.leafShift = shift;
+    out.memAttr = s2DescMemAttr(lo);
+    out.s2ap = s2DescS2ap(lo);
+    out.sh = cfg.ds ? cfg.sh0 : s2DescSh(lo);
+    out.xn = s2DescXn(hi);
+    out.af = (lo & S2_AF_LO) !== 0;
+    out.dbm = s2DescDbm(hi);
+    out.sw = s2DescSw(hi);
+    out.cont = s2DescCont(hi);
+    const pa = s2DescAddr(lo, hi, shift, fmt) + (ipa % size);
+    if (pa >= oasSize) return fail(out, FaultType.ADDRESS_SIZE, level);
+    if ((lo & S2_AF_LO) === 0 && !cfg.ha) return fail(out, FaultType.ACCESS_FLAG, level);
+    if (s2PermFault(cfg, lo, hi, access, flags)) return fail(out, FaultType.PERMISSION, level);
+
+    // Hardware updates (FEAT_HAFDBS), only for an access that does not fault.
+    let newLo = lo;
+    if (cfg.ha) newLo |= S2_AF_LO;
+    if (
+      access === AccessKind.WRITE &&
+      (flags & WalkFlag.AT) === 0 &&
+      cfg.hd &&
+      (hi & S2_DBM_HI) !== 0
+    ) {
+      newLo |= S2AP_W_LO;
+    }
+    newLo >>>= 0;
+    if (newLo !== lo && (flags & WalkFlag.NO_UPDATE) === 0) {
+      mem.write64(descPa, newLo, hi);
+      out.descLo = newLo;
+      out.s2ap = s2DescS2ap(newLo);
+      out.af = true;
+      out.hwUpdated = true;
+    }
+    out.pa = pa;
+    return FaultType.NONE;
+  }
+}
+
