@@ -1,0 +1,581 @@
+/**
+ * A VMID-tagged TLB for stage-2 translations (Arm ARM D8.16 "Translation Lookaside Buffers", D8.17 TLB
+ * maintenance; reference arm-s2.md §8.1), in the style of v86's `tlb_data` (STYLE.md §5, §10.6): a
+ * struct of typed arrays, a hash index keyed by (VMID, IPA >> leafShift, leafShift), and a dense valid list so that
+ * VMID-wide and global invalidations touch only live entries.
+ *
+ * Each entry caches one successful walk's leaf: the block or page base, its level and size, the decoded leaf
+ * attributes, and the descriptor's PA plus the value it was filled from (so the BBM checker can detect a
+ * translation served from a descriptor that has since changed).
+ *
+ * Stage-1 versus combined entries. s2emu models stage 2 only; a guest access translates IPA → PA with stage 1
+ * treated as the identity. On a real PE such an access allocates a *combined* stage 1+2 entry, and the
+ * architecture says `TLBI IPAS2E1*` need only remove *stage-2-only* entries (walk results kept for IPA → PA), while
+ * combined entries go away only with `TLBI VMALLE1*`, `VMALLS12E1*` or `ALLE1*` (arm-s2.md §8.1; L-TLB
+ * `__kvm_tlb_flush_vmid_ipa` explains why KVM issues both). Every entry here therefore carries two copies:
+ *
+ *   copy       filled by    removed by                                   used by lookup
+ *   S2 (IPA)   every fill   IPAS2E1*, IPAS2LE1*, VMALLS12E1*, ALLE1*      yes (and re-creates the C copy)
+ *   C (comb.)  every fill   VMALLE1*, VMALLS12E1*, ALLE1*                 yes
+ *
+ * An entry lives while either copy does. So IPAS2E1IS alone leaves the combined copy (stale translations remain
+ * visible), VMALLE1IS alone leaves the stage-2 copy (from which the next lookup rebuilds a combined one), and only
+ * KVM's sequence (IPAS2E1IS, DSB, VMALLE1IS, DSB) or a VMID-wide stage 1+2 invalidation clears a translation. The
+ * invalidations here take effect at once (an early completion is always architecturally allowed); ordering and
+ * completion by DSB are checked by the listener (`BbmChecker`). The TTL level hint is ignored (over-invalidation is
+ * legal; arm-s2.md §8.1), and non-IS variants map to the IS ones (one shared model of every PE's TLB).
+ */
+
+import { assert, assertNever } from '../arch/assert.js';
+import { FaultType } from '../arch/fault.js';
+import type { WalkResult } from './walk-result.js';
+
+/** The TLB maintenance operations, as reported to a {@link TlbListener}. Non-IS forms report their IS form. */
+export const TlbiOp = {
+  /** `TLBI IPAS2E1IS`: stage-2 entries for one IPA, any level, one VMID. */
+  IPAS2E1IS: 0,
+  /** `TLBI IPAS2LE1IS`: as IPAS2E1IS, last-level (leaf) entries only. */
+  IPAS2LE1IS: 1,
+  /** `TLBI VMALLS12E1IS`: all stage-1 and stage-2 entries of one VMID. */
+  VMALLS12E1IS: 2,
+  /** `TLBI VMALLE1IS` (at EL2): all stage-1 and combined stage 1+2 entries of one VMID. */
+  VMALLE1IS: 3,
+  /** `TLBI ALLE1IS`: every EL1&0 entry of every VMID. */
+  ALLE1IS: 4,
+} as const;
+/** A TLB maintenance operation. */
+export type TlbiOp = (typeof TlbiOp)[keyof typeof TlbiOp];
+
+/** The printable name of a {@link TlbiOp}. */
+export function tlbiOpName(op: TlbiOp): string {
+  switch (op) {
+    case TlbiOp.IPAS2E1IS:
+      return 'IPAS2E1IS';
+    case TlbiOp.IPAS2LE1IS:
+      return 'IPAS2LE1IS';
+    case TlbiOp.VMALLS12E1IS:
+      return 'VMALLS12E1IS';
+    case TlbiOp.VMALLE1IS:
+      return 'VMALLE1IS';
+    case TlbiOp.ALLE1IS:
+      return 'ALLE1IS';
+    default:
+      return assertNever(op, 'TlbiOp');
+  }
+}
+
+/**
+ * Receives every maintenance operation and barrier the TLB executes (the BBM checker). `ipa` is −1 and `ttl` is −1
+ * for operations that take no address; `ttl` is the level hint (0…3) or −1 for none.
+ */
+export interface TlbListener {
+  /** A TLBI was issued (it completes at the next {@link TlbListener.onDsb}). */
+  onTlbi(op: TlbiOp, vmid: number, ipa: number, ttl: number): void;
+  /** `DSB ISH`: every earlier TLBI and descriptor write is complete. */
+  onDsb(): void;
+  /** `ISB`: the current context sees the completed changes. */
+  onIsb(): void;
+}
+
+/** Construction options of a {@link Tlb}. */
+export interface TlbOptions {
+  /** Maximum number of entries: 0 turns the TLB off, `Infinity` (the default) never evicts. */
+  readonly capacity?: number;
+}
+
+/** Entry copy flags. */
+const COPY_S2 = 1;
+const COPY_C = 2;
+/** Packed boolean leaf attributes. */
+const ATTR_AF = 1;
+const ATTR_DBM = 2;
+const ATTR_CONT = 4;
+
+const MAX_SHIFT = 64;
+const INITIAL_UNBOUNDED = 1024;
+/** 2^-shift for every shift, so that `Math.floor(ipa * INV_POW2[s])` is IPA >> s without int32 truncation. */
+const INV_POW2 = new Float64Array(MAX_SHIFT);
+const POW2 = new Float64Array(MAX_SHIFT);
+for (let s = 0; s < MAX_SHIFT; s++) {
+  POW2[s] = 2 ** s;
+  INV_POW2[s] = 2 ** -s;
+}
+
+function nextPow2(n: number): number {
+  let p = 16;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/**
+ * The stage-2 TLB shared by the modelled PEs (or one per PE: construct several). Implements the maintenance
+ * interface the page-table library injects (`TlbMaintenance` in `pgtable/tlb-ops.ts`): `ipas2e1is`,
+ * `ipas2le1is`, `vmalls12e1is`, `vmalle1is`, `dsb`, `isb`.
+ *
+ * @remarks A hit never re-walks. Invalidation never removes less than Arm requires (see the file header for
+ * the stage-2-only/combined model). Lookup probes each leaf size currently present, smallest first.
+ */
+export class Tlb {
+  /** Maximum live entries (0 = off, `Infinity` = unbounded). */
+  readonly capacity: number;
+  /** Receives TLBIs and barriers (the BBM checker), or null. */
+  listener: TlbListener | null = null;
+  /** Successful lookups since construction. */
+  hits = 0;
+  /** Failed lookups since construction. */
+  misses = 0;
+  /** Entries evicted to make room (bounded capacity only). */
+  evictions = 0;
+
+  private slots = 0;
+  private eVmid: Int32Array = new Int32Array(0);
+  private eShift: Uint8Array = new Uint8Array(0);
+  private eTag: Float64Array = new Float64Array(0);
+  private ePaBase: Float64Array = new Float64Array(0);
+  private eDescPa: Float64Array = new Float64Array(0);
+  private eDescLo: Uint32Array = new Uint32Array(0);
+  private eDescHi: Uint32Array = new Uint32Array(0);
+  private eLevel: Int8Array = new Int8Array(0);
+  private eMemAttr: Uint8Array = new Uint8Array(0);
+  private eS2ap: Uint8Array = new Uint8Array(0);
+  private eSh: Uint8Array = new Uint8Array(0);
+  private eXn: Uint8Array = new Uint8Array(0);
+  private eSw: Uint8Array = new Uint8Array(0);
+  private eAttr: Uint8Array = new Uint8Array(0);
+  private eCopies: Uint8Array = new Uint8Array(0);
+  private eNext: Int32Array = new Int32Array(0);
+  private eLivePos: Int32Array = new Int32Array(0);
+  private live: Int32Array = new Int32Array(0);
+  private liveCount = 0;
+  private freeList: Int32Array = new Int32Array(0);
+  private freeCount = 0;
+  private buckets: Int32Array = new Int32Array(0);
+  private hashShift = 32;
+  private evictCursor = 0;
+  private readonly shiftCount = new Int32Array(MAX_SHIFT);
+  private readonly shifts = new Int32Array(MAX_SHIFT);
+  private nShifts = 0;
+
+  /**
+   * Creates an empty TLB.
+   * @param opts `capacity`: 0 (off: every lookup misses and fills are dropped), a positive integer, or
+   *   `Infinity` (default).
+   */
+  constructor(opts: TlbOptions = {}) {
+    const cap = opts.capacity ?? Infinity;
+    assert(cap === Infinity || (Number.isSafeInteger(cap) && cap >= 0), `Tlb capacity ${cap} invalid`);
+    this.capacity = cap;
+    this.allocate(cap === Infinity ? INITIAL_UNBOUNDED : cap);
+  }
+
+  /** Number of live entries. */
+  get size(): number {
+    return this.liveCount;
+  }
+
+  /** False when the TLB was built with capacity 0. */
+  get enabled(): boolean {
+    return this.capacity !== 0;
+  }
+
+  /**
+   * Looks up a translation of `ipa` for `vmid`. On a hit, fills `out` as the walk that created the entry did
+   * (PA = block base + offset of `ipa`, leaf level, size, descriptor PA and filled value, attributes) and returns
+   * true; `out` is untouched on a miss. Permission is not checked here (the caller checks the cached leaf).
+   */
+  lookup(vmid: number, ipa: number, out: WalkResult): boolean {
+    const n = this.nShifts;
+    for (let k = 0; k < n; k++) {
+      const shift = this.shifts[k]!; // JUSTIFY: k < nShifts.
+      const tag = Math.floor(ipa * INV_POW2[shift]!); // JUSTIFY: shift < 64.
+      let i = this.buckets[this.hash(vmid, tag, shift)]!; // JUSTIFY: hash < buckets.length.
+      while (i >= 0) {
+        if (this.eTag[i] === tag && this.eVmid[i] === vmid && this.eShift[i] === shift) {
+          this.hits++;
+          // A stage-2-only copy alone still translates, and allocates the combined copy again.
+          this.eCopies[i] = COPY_S2 | COPY_C;
+          this.fillOut(i, ipa, tag, shift, out);
+          return true;
+        }
+        i = this.eNext[i]!; // JUSTIFY: i is a valid entry index.
+      }
+    }
+    this.misses++;
+    return false;
+  }
+
+  /**
+   * Caches the leaf of a successful walk of `ipa` for `vmid`, replacing any entry with the same VMID, size and
+   * base. A no-op when the TLB is off. Throws {@link InvariantError} if `res` is a fault (API misuse).
+   */
+  fill(vmid: number, ipa: number, res: WalkResult): void {
+    if (this.capacity === 0) return;
+    assert(res.fault === FaultType.NONE, 'Tlb.fill of a faulting walk');
+    assert(res.leafShift >= 12 && res.leafShift < MAX_SHIFT, `Tlb.fill: leafShift ${res.leafShift}`);
+    const shift = res.leafShift;
+    const tag = Math.floor(ipa * INV_POW2[shift]!); // JUSTIFY: shift < 64.
+    let i = this.find(vmid, tag, shift);
+    if (i < 0) {
+      if (this.freeCount === 0) {
+        if (this.capacity === Infinity) this.grow();
+        else this.evict();
+      }
+      i = this.freeList[--this.freeCount]!; // JUSTIFY: freeCount > 0 after grow/evict.
+      this.link(i, vmid, tag, shift);
+    }
+    const offset = ipa - tag * POW2[shift]!; // JUSTIFY: shift < 64.
+    this.ePaBase[i] = res.pa - offset;
+    this.eDescPa[i] = res.descPa;
+    this.eDescLo[i] = res.descLo;
+    this.eDescHi[i] = res.descHi;
+    this.eLevel[i] = res.leafLevel;
+    this.eMemAttr[i] = res.memAttr;
+    this.eS2ap[i] = res.s2ap;
+    this.eSh[i] = res.sh;
+    this.eXn[i] = res.xn;
+    this.eSw[i] = res.sw;
+    this.eAttr[i] = (res.af ? ATTR_AF : 0) | (res.dbm ? ATTR_DBM : 0) | (res.cont ? ATTR_CONT : 0);
+    this.eCopies[i] = COPY_S2 | COPY_C;
+  }
+
+  /**
+   * `TLBI IPAS2E1IS` (and IPAS2E1, IPAS2E1OS): removes the stage-2-only copy of every entry of `vmid` that
+   * translates `ipa`, at any level. Combined copies stay (see the file header).
+   * @param ttlLevel the TTL level hint (0…3), ignored by the model; undefined or −1 for none.
+   */
+  ipas2e1is(vmid: number, ipa: number, ttlLevel?: number): void {
+    this.invalidateIpa(vmid, ipa);
+    this.report(TlbiOp.IPAS2E1IS, vmid, ipa, ttlLevel);
+  }
+
+  /** `TLBI IPAS2E1` (non-shareable): the same model as {@link Tlb.ipas2e1is}. */
+  ipas2e1(vmid: number, ipa: number, ttlLevel?: number): void {
+    this.ipas2e1is(vmid, ipa, ttlLevel);
+  }
+
+  /**
+   * `TLBI IPAS2LE1IS`: as {@link Tlb.ipas2e1is} for last-level entries only. Every entry here is a leaf, so the
+   * entries removed are the same; the difference (walk-cache entries of table descriptors stay) matters to the
+   * BBM checker, which does not accept this form for a table descriptor.
+   */
+  ipas2le1is(vmid: number, ipa: number, ttlLevel?: number): void {
+    this.invalidateIpa(vmid, ipa);
+    this.report(TlbiOp.IPAS2LE1IS, vmid, ipa, ttlLevel);
+  }
+
+  /** `TLBI IPAS2LE1` (non-shareable): the same model as {@link Tlb.ipas2le1is}. */
+  ipas2le1(vmid: number, ipa: number, ttlLevel?: number): void {
+    this.ipas2le1is(vmid, ipa, ttlLevel);
+  }
+
+  /** `TLBI VMALLS12E1IS`: removes every entry of `vmid`. Mirrors the TLBI in `__kvm_tlb_flush_vmid()` (nvhe/tlb.c). */
+  vmalls12e1is(vmid: number): void {
+    this.removeWhere(vmid, COPY_S2 | COPY_C);
+    this.report(TlbiOp.VMALLS12E1IS, vmid, -1, undefined);
+  }
+
+  /** `TLBI VMALLS12E1` (non-shareable): the same model as {@link Tlb.vmalls12e1is}. */
+  vmalls12e1(vmid: number): void {
+    this.vmalls12e1is(vmid);
+  }
+
+  /**
+   * `TLBI VMALLE1IS` executed at EL2 for the VMID in VTTBR_EL2: removes the combined stage 1+2 copy of every entry
+   * of `vmid` (our entries model guest accesses with stage 1 as the identity). Stage-2-only copies stay, so a
+   * VMALLE1IS that is not preceded by IPAS2E1IS leaves translations that the next lookup revives.
+   */
+  vmalle1is(vmid: number): void {
+    this.removeWhere(vmid, COPY_C);
+    this.report(TlbiOp.VMALLE1IS, vmid, -1, undefined);
+  }
+
+  /** `TLBI VMALLE1` (non-shareable): the same model as {@link Tlb.vmalle1is}. */
+  vmalle1(vmid: number): void {
+    this.vmalle1is(vmid);
+  }
+
+  /** `TLBI ALLE1IS`: removes every entry of every VMID. Mirrors the TLBI in `__kvm_flush_vm_context()`. */
+  alle1is(): void {
+    this.removeWhere(-1, COPY_S2 | COPY_C);
+    this.report(TlbiOp.ALLE1IS, -1, -1, undefined);
+  }
+
+  /** `TLBI ALLE1` (non-shareable): the same model as {@link Tlb.alle1is}. */
+  alle1(): void {
+    this.alle1is();
+  }
+
+  /** `DSB ISH`: completes earlier maintenance (the model's invalidations are already done; the listener orders). */
+  dsb(): void {
+    const l = this.listener;
+    if (l !== null) l.onDsb();
+  }
+
+  /** `ISB`: context synchronisation (reported to the listener). */
+  isb(): void {
+    const l = this.listener;
+    if (l !== null) l.onIsb();
+  }
+
+  /** Index of the live entry of (vmid, size, base) translating `ipa` with leaf size 2^shift, or −1. For tests and tools. */
+  probe(vmid: number, ipa: number, shift: number): number {
+    return this.find(vmid, Math.floor(ipa * INV_POW2[shift]!), shift); // JUSTIFY: caller passes a leaf shift < 64.
+  }
+
+  /** Which copies entry `i` holds: bit 0 = stage-2-only, bit 1 = combined (0 when `i` is −1). For tests. */
+  copiesOf(i: number): number {
+    return i < 0 ? 0 : this.eCopies[i]!; // JUSTIFY: i from probe().
+  }
+
+  /** Number of live entries tagged `vmid`. */
+  countVmid(vmid: number): number {
+    let n = 0;
+    for (let k = 0; k < this.liveCount; k++) if (this.eVmid[this.live[k]!] === vmid) n++; // JUSTIFY: k < liveCount.
+    return n;
+  }
+
+  /**
+   * Re-checks every structural invariant (v86 `CHECK_TLB_INVARIANTS`): the valid list, the free list and the hash
+   * chains describe the same set exactly once, keys are unique, per-size counts match, and live entries hold a
+   * copy, and every PA base is aligned to its entry's size. Throws {@link InvariantError} on the first breach.
+   */
+  checkInvariants(): void {
+    assert(this.liveCount + this.freeCount === this.slots, 'TLB: live + free != slots');
+    const seen = new Uint8Array(this.slots);
+    for (let k = 0; k < this.liveCount; k++) {
+      const i = this.live[k]!; // JUSTIFY: k < liveCount.
+      assert(this.eLivePos[i] === k, `TLB: livePos of ${i}`);
+      assert(this.eVmid[i]! >= 0, `TLB: live entry ${i} has no VMID`);
+      assert(this.eCopies[i] !== 0, `TLB: live entry ${i} holds no copy`);
+      assert(seen[i] === 0, `TLB: entry ${i} listed twice`);
+      seen[i] = 1;
+      const shift = this.eShift[i]!;
+      assert(this.ePaBase[i]! % POW2[shift]! === 0, `TLB: entry ${i} PA base not aligned to its size`);
+    }
+    for (let k = 0; k < this.freeCount; k++) {
+      const i = this.freeList[k]!;
+      assert(seen[i] === 0, `TLB: free entry ${i} is also live or free twice`);
+      assert(this.eVmid[i] === -1, `TLB: free entry ${i} keeps a VMID`);
+      seen[i] = 2;
+    }
+    let chained = 0;
+    for (let b = 0; b < this.buckets.length; b++) {
+      for (let i = this.buckets[b]!; i >= 0; i = this.eNext[i]!) {
+        assert(seen[i] === 1, `TLB: bucket ${b} chains non-live entry ${i}`);
+        assert(this.hash(this.eVmid[i]!, this.eTag[i]!, this.eShift[i]!) === b, `TLB: entry ${i} in wrong bucket`);
+        for (let j = this.eNext[i]!; j >= 0; j = this.eNext[j]!) {
+          const same = this.eVmid[j] === this.eVmid[i] && this.eTag[j] === this.eTag[i] && this.eShift[j] === this.eShift[i];
+          assert(!same, `TLB: duplicate key in entries ${i} and ${j}`);
+        }
+        chained++;
+        assert(chained <= this.liveCount, 'TLB: hash chain cycle');
+      }
+    }
+    assert(chained === this.liveCount, 'TLB: hash chains do not hold every live entry');
+    const counts = new Int32Array(MAX_SHIFT);
+    for (let k = 0; k < this.liveCount; k++) counts[this.eShift[this.live[k]!]!]!++;
+    let inUse = 0;
+    for (let s = 0; s < MAX_SHIFT; s++) {
+      assert(counts[s] === this.shiftCount[s], `TLB: count of size 2^${s}`);
+      if (counts[s]! > 0) inUse++;
+    }
+    assert(inUse === this.nShifts, 'TLB: list of sizes in use');
+    for (let k = 1; k < this.nShifts; k++) assert(this.shifts[k - 1]! < this.shifts[k]!, 'TLB: sizes not sorted');
+    assert(this.capacity === Infinity || this.liveCount <= this.capacity, 'TLB: over capacity');
+  }
+
+  // --- internals -------------------------------------------------------------------------------------------
+
+  private hash(vmid: number, tag: number, shift: number): number {
+    // JUSTIFY: `tag >>> 0` is ToUint32 (exact modulo 2^32); the high tag bits only lengthen a chain.
+    const h = Math.imul((tag >>> 0) ^ Math.imul(vmid + 1, 0x165667b1) ^ Math.imul(shift, 0x27d4eb2f), 0x9e3779b1);
+    return h >>> this.hashShift;
+  }
+
+  private find(vmid: number, tag: number, shift: number): number {
+    if (this.slots === 0) return -1;
+    let i = this.buckets[this.hash(vmid, tag, shift)]!;
+    while (i >= 0) {
+      if (this.eTag[i] === tag && this.eVmid[i] === vmid && this.eShift[i] === shift) return i;
+      i = this.eNext[i]!;
+    }
+    return -1;
+  }
+
+  private fillOut(i: number, ipa: number, tag: number, shift: number, out: WalkResult): void {
+    const attr = this.eAttr[i]!;
+    const level = this.eLevel[i]!;
+    out.fault = FaultType.NONE;
+    out.level = level;
+    out.s1ptw = false;
+    out.ipa = ipa;
+    out.pa = this.ePaBase[i]! + (ipa - tag * POW2[shift]!);
+    out.leafLevel = level;
+    out.leafShift = shift;
+    out.descPa = this.eDescPa[i]!;
+    out.descLo = this.eDescLo[i]!;
+    out.descHi = this.eDescHi[i]!;
+    out.memAttr = this.eMemAttr[i]!;
+    out.s2ap = this.eS2ap[i]!;
+    out.sh = this.eSh[i]!;
+    out.xn = this.eXn[i]!;
+    out.af = (attr & ATTR_AF) !== 0;
+    out.dbm = (attr & ATTR_DBM) !== 0;
+    out.sw = this.eSw[i]!;
+    out.cont = (attr & ATTR_CONT) !== 0;
+    out.hwUpdated = false;
+  }
+
+  private invalidateIpa(vmid: number, ipa: number): void {
+    for (let k = 0; k < this.nShifts; k++) {
+      const shift = this.shifts[k]!;
+      const i = this.find(vmid, Math.floor(ipa * INV_POW2[shift]!), shift);
+      if (i < 0) continue;
+      const left = this.eCopies[i]! & ~COPY_S2;
+      if (left === 0) {
+        this.unlink(i);
+        k--; // the list of sizes may have shrunk under us
+        continue;
+      }
+      this.eCopies[i] = left;
+    }
+  }
+
+  /** Clears `copies` from every live entry of `vmid` (−1 = every VMID), freeing entries left with none. */
+  private removeWhere(vmid: number, copies: number): void {
+    let k = 0;
+    while (k < this.liveCount) {
+      const i = this.live[k]!;
+      if (vmid < 0 || this.eVmid[i] === vmid) {
+        const left = this.eCopies[i]! & ~copies;
+        if (left === 0) {
+          this.unlink(i); // swaps the last live entry into position k
+          continue;
+        }
+        this.eCopies[i] = left;
+      }
+      k++;
+    }
+  }
+
+  private report(op: TlbiOp, vmid: number, ipa: number, ttl: number | undefined): void {
+    const l = this.listener;
+    if (l !== null) l.onTlbi(op, vmid, ipa, ttl === undefined ? -1 : ttl);
+  }
+
+  private link(i: number, vmid: number, tag: number, shift: number): void {
+    this.eVmid[i] = vmid;
+    this.eTag[i] = tag;
+    this.eShift[i] = shift;
+    const b = this.hash(vmid, tag, shift);
+    this.eNext[i] = this.buckets[b]!;
+    this.buckets[b] = i;
+    this.eLivePos[i] = this.liveCount;
+    this.live[this.liveCount++] = i;
+    if (this.shiftCount[shift]!++ === 0) this.addShift(shift);
+  }
+
+  private unlink(i: number): void {
+    const shift = this.eShift[i]!;
+    const b = this.hash(this.eVmid[i]!, this.eTag[i]!, shift);
+    let p = this.buckets[b]!;
+    if (p === i) this.buckets[b] = this.eNext[i]!;
+    else {
+      while (this.eNext[p] !== i) p = this.eNext[p]!;
+      this.eNext[p] = this.eNext[i]!;
+    }
+    const pos = this.eLivePos[i]!;
+    const last = this.live[--this.liveCount]!;
+    this.live[pos] = last;
+    this.eLivePos[last] = pos;
+    this.eLivePos[i] = -1;
+    this.eVmid[i] = -1;
+    this.eCopies[i] = 0;
+    this.eNext[i] = -1;
+    this.freeList[this.freeCount++] = i;
+    if (--this.shiftCount[shift]! === 0) this.removeShift(shift);
+  }
+
+  private addShift(shift: number): void {
+    let k = this.nShifts++;
+    while (k > 0 && this.shifts[k - 1]! > shift) {
+      this.shifts[k] = this.shifts[k - 1]!;
+      k--;
+    }
+    this.shifts[k] = shift;
+  }
+
+  private removeShift(shift: number): void {
+    let k = 0;
+    while (this.shifts[k] !== shift) k++;
+    for (; k < this.nShifts - 1; k++) this.shifts[k] = this.shifts[k + 1]!;
+    this.nShifts--;
+  }
+
+  private evict(): void {
+    const victim = this.live[this.evictCursor % this.liveCount]!;
+    this.evictCursor = (this.evictCursor + 1) >>> 0;
+    this.unlink(victim);
+    this.evictions++;
+  }
+
+  /** Allocates empty storage for `n` entries. */
+  private allocate(n: number): void {
+    this.slots = n;
+    this.eVmid = new Int32Array(n).fill(-1);
+    this.eShift = new Uint8Array(n);
+    this.eTag = new Float64Array(n);
+    this.ePaBase = new Float64Array(n);
+    this.eDescPa = new Float64Array(n);
+    this.eDescLo = new Uint32Array(n);
+    this.eDescHi = new Uint32Array(n);
+    this.eLevel = new Int8Array(n);
+    this.eMemAttr = new Uint8Array(n);
+    this.eS2ap = new Uint8Array(n);
+    this.eSh = new Uint8Array(n);
+    this.eXn = new Uint8Array(n);
+    this.eSw = new Uint8Array(n);
+    this.eAttr = new Uint8Array(n);
+    this.eCopies = new Uint8Array(n);
+    this.eNext = new Int32Array(n).fill(-1);
+    this.eLivePos = new Int32Array(n).fill(-1);
+    this.live = new Int32Array(n);
+    this.liveCount = 0;
+    this.freeList = new Int32Array(n);
+    for (let k = 0; k < n; k++) this.freeList[k] = n - 1 - k;
+    this.freeCount = n;
+    const nb = n === 0 ? 1 : nextPow2(2 * n);
+    this.buckets = new Int32Array(nb).fill(-1);
+    this.hashShift = 32 - Math.log2(nb);
+    this.shiftCount.fill(0);
+    this.nShifts = 0;
+  }
+
+  /** Doubles the storage of an unbounded TLB, keeping every entry (rehashed). */
+  private grow(): void {
+    const old = {
+      n: this.liveCount, live: this.live.slice(0, this.liveCount), vmid: this.eVmid, shift: this.eShift,
+      tag: this.eTag, paBase: this.ePaBase, descPa: this.eDescPa, descLo: this.eDescLo, descHi: this.eDescHi,
+      level: this.eLevel, memAttr: this.eMemAttr, s2ap: this.eS2ap, sh: this.eSh, xn: this.eXn, sw: this.eSw,
+      attr: this.eAttr, copies: this.eCopies,
+    };
+    this.allocate(this.slots * 2);
+    for (let k = 0; k < old.n; k++) {
+      const j = old.live[k]!;
+      const i = this.freeList[--this.freeCount]!;
+      this.link(i, old.vmid[j]!, old.tag[j]!, old.shift[j]!);
+      this.ePaBase[i] = old.paBase[j]!;
+      this.eDescPa[i] = old.descPa[j]!;
+      this.eDescLo[i] = old.descLo[j]!;
+      this.eDescHi[i] = old.descHi[j]!;
+      this.eLevel[i] = old.level[j]!;
+      this.eMemAttr[i] = old.memAttr[j]!;
+      this.eS2ap[i] = old.s2ap[j]!;
+      this.eSh[i] = old.sh[j]!;
+      this.eXn[i] = old.xn[j]!;
+      this.eSw[i] = old.sw[j]!;
+      this.eAttr[i] = old.attr[j]!;
+      this.eCopies[i] = old.copies[j]!;
+    }
+  }
+}
