@@ -43,12 +43,14 @@ const reg: SchemaNode = {
   ],
 };
 const arg: SchemaNode = {
-  description: 'an argument: a hex string, a non-negative integer, "handle:<vm name>" or "pfn:<hex PA>"',
+  description:
+    'an argument: a hex string, a non-negative integer, "pfn:<hex PA>", "handle:<vm>", "kvm_pfn:<vm>" (pfn of the host struct kvm) or "vcpu_pfn:<vm>:<index>" (pfn of a host struct kvm_vcpu)',
   anyOf: [
     { type: 'string', pattern: HEX },
     { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: '^handle:.+$' },
     { type: 'string', pattern: '^pfn:0x[0-9a-fA-F_]+$' },
+    { type: 'string', pattern: '^(handle|kvm_pfn):.+$' },
+    { type: 'string', pattern: '^vcpu_pfn:.+:[0-9]+$' },
   ],
 };
 const errno: SchemaNode = { type: 'string', pattern: ERRNO, description: 'an errno like "-EPERM" or "0"' };
@@ -143,6 +145,7 @@ export const SCENARIO_SCHEMA: SchemaNode & { $schema: string; $id: string; title
         { $ref: '#/$defs/step_host_access' },
         { $ref: '#/$defs/step_host_event' },
         { $ref: '#/$defs/step_expect_page' },
+        { $ref: '#/$defs/step_expect_vm' },
         { $ref: '#/$defs/step_set' },
         { $ref: '#/$defs/step_check_invariants' },
       ],
@@ -218,7 +221,12 @@ export const SCENARIO_SCHEMA: SchemaNode & { $schema: string; $id: string; title
       {
         cpu: small(63),
         access: { type: 'string', enum: ['read', 'write'] },
-        expect: { type: 'object', additionalProperties: false, properties: { result: { type: 'string', enum: ['ok', 'abort'] } } },
+        value: { $ref: '#/$defs/u53' },
+        expect: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { result: { type: 'string', enum: ['ok', 'abort'] }, value: { $ref: '#/$defs/u53' } },
+        },
       },
     ),
     step_host_event: step(
@@ -247,6 +255,13 @@ export const SCENARIO_SCHEMA: SchemaNode & { $schema: string; $id: string; title
       guests: { type: 'object', additionalProperties: pageState },
       pinned: { type: 'boolean' },
       owner: { type: 'string', enum: ['host', 'hyp', 'guest'] },
+    }),
+    step_expect_vm: step('expect_vm', name, {
+      handle: { $ref: '#/$defs/u53' },
+      pinned_pages: { type: 'integer', minimum: 0 },
+      locked_pages: { type: 'integer', minimum: 0 },
+      mapped_pages: { type: 'integer', minimum: 0 },
+      exists: { type: 'boolean' },
     }),
     step_set: step(
       'set',
@@ -277,7 +292,9 @@ export interface U64Val {
 export type ArgSpec =
   | { readonly kind: 'value'; readonly v: U64Val }
   | { readonly kind: 'handle'; readonly vm: string }
-  | { readonly kind: 'pfn'; readonly pa: number };
+  | { readonly kind: 'pfn'; readonly pa: number }
+  | { readonly kind: 'kvm_pfn'; readonly vm: string }
+  | { readonly kind: 'vcpu_pfn'; readonly vm: string; readonly vcpu: number };
 
 /** An expected register value. */
 export type RegExpect = U64Val;
@@ -362,7 +379,14 @@ export type Step = { readonly index: number; readonly comment?: string } & (
       readonly args: readonly ArgSpec[];
       readonly expect: RegExpects | null;
     }
-  | { readonly kind: 'host_access'; readonly pa: number; readonly cpu: number; readonly access: 'read' | 'write'; readonly expect: { readonly result?: 'ok' | 'abort' } | null }
+  | {
+      readonly kind: 'host_access';
+      readonly pa: number;
+      readonly cpu: number;
+      readonly access: 'read' | 'write';
+      readonly value: number | null;
+      readonly expect: { readonly result?: 'ok' | 'abort'; readonly value?: number } | null;
+    }
   | {
       readonly kind: 'host_event';
       readonly event: 'munmap' | 'numa_balance' | 'compaction';
@@ -379,6 +403,15 @@ export type Step = { readonly index: number; readonly comment?: string } & (
       readonly guests?: Readonly<Record<string, PageStateName>>;
       readonly pinned?: boolean;
       readonly owner?: 'host' | 'hyp' | 'guest';
+    }
+  | {
+      readonly kind: 'expect_vm';
+      readonly name: string;
+      readonly handle?: number;
+      readonly pinnedPages?: number;
+      readonly lockedPages?: number;
+      readonly mappedPages?: number;
+      readonly exists?: boolean;
     }
   | {
       readonly kind: 'set';
@@ -404,6 +437,7 @@ export const STEP_KINDS = [
   'host_access',
   'host_event',
   'expect_page',
+  'expect_vm',
   'set',
   'check_invariants',
 ] as const;
@@ -505,6 +539,11 @@ function args(ctx: Ctx, a: unknown, path: (string | number)[]): ArgSpec[] {
   if (a === undefined) return [];
   return (a as unknown[]).map((v, i): ArgSpec => {
     if (typeof v === 'string' && v.startsWith('handle:')) return { kind: 'handle', vm: v.slice(7) };
+    if (typeof v === 'string' && v.startsWith('kvm_pfn:')) return { kind: 'kvm_pfn', vm: v.slice(8) };
+    if (typeof v === 'string' && v.startsWith('vcpu_pfn:')) {
+      const m = /^vcpu_pfn:(.+):([0-9]+)$/.exec(v) as RegExpExecArray; // JUSTIFY: the schema pattern matched.
+      return { kind: 'vcpu_pfn', vm: m[1] as string, vcpu: Number(m[2]) };
+    }
     if (typeof v === 'string' && v.startsWith('pfn:')) {
       const pa = parseSize(v.slice(4));
       if (pa === null) bad(ctx, [...path, i], `expected "pfn:<PA below 2^53>", got ${JSON.stringify(v)}`);
@@ -616,7 +655,14 @@ function parseStep(ctx: Ctx, raw: Record<string, unknown>, i: number): Step | nu
         pa: num(ctx, raw, 'host_access', path, 0),
         cpu: int('cpu', 0),
         access: (raw.access as 'read' | 'write' | undefined) ?? 'read',
-        expect: ex === undefined ? null : ex.result !== undefined ? { result: ex.result as 'ok' | 'abort' } : {},
+        value: raw.value === undefined ? null : num(ctx, raw, 'value', path, 0),
+        expect:
+          ex === undefined
+            ? null
+            : {
+                ...(ex.result !== undefined ? { result: ex.result as 'ok' | 'abort' } : {}),
+                ...(ex.value !== undefined ? { value: num(ctx, ex, 'value', exPath, 0) } : {}),
+              },
       };
     case 'host_event': {
       let e = null;
@@ -647,6 +693,17 @@ function parseStep(ctx: Ctx, raw: Record<string, unknown>, i: number): Step | nu
         ...(raw.guests !== undefined ? { guests: raw.guests as Record<string, PageStateName> } : {}),
         ...(raw.pinned !== undefined ? { pinned: raw.pinned as boolean } : {}),
         ...(raw.owner !== undefined ? { owner: raw.owner as 'host' | 'hyp' | 'guest' } : {}),
+      };
+    case 'expect_vm':
+      return {
+        ...base,
+        kind,
+        name: s('expect_vm'),
+        ...(raw.handle !== undefined ? { handle: num(ctx, raw, 'handle', path, 0) } : {}),
+        ...(raw.pinned_pages !== undefined ? { pinnedPages: raw.pinned_pages as number } : {}),
+        ...(raw.locked_pages !== undefined ? { lockedPages: raw.locked_pages as number } : {}),
+        ...(raw.mapped_pages !== undefined ? { mappedPages: raw.mapped_pages as number } : {}),
+        ...(raw.exists !== undefined ? { exists: raw.exists as boolean } : {}),
       };
     case 'set': {
       const o = raw.set as Record<string, unknown>;
@@ -717,7 +774,7 @@ export function parseScenario(text: string, file: string): ParseResult {
     if ('name' in st && st.kind !== 'vm_create') refs.push([st.name, st.kind]);
     if (st.kind === 'host_event') refs.push([st.vm, 'vm']);
     if (st.kind === 'expect_page' && st.guests !== undefined) for (const g of Object.keys(st.guests)) refs.push([g, 'guests']);
-    if (st.kind === 'hvc') for (const a of st.args) if (a.kind === 'handle') refs.push([a.vm, 'args']);
+    if (st.kind === 'hvc' || st.kind === 'guest_hvc') for (const a of st.args) if (a.kind === 'handle' || a.kind === 'kvm_pfn' || a.kind === 'vcpu_pfn') refs.push([a.vm, 'args']);
     for (const [vm, key] of refs) if (!vms.has(vm)) bad(ctx, ['steps', i, key], `VM "${vm}" is not created by an earlier vm_create step`);
     steps.push(st);
   });
