@@ -1,0 +1,176 @@
+/**
+ * One PE's stage-2 MMU: the registers that configure stage 2 (VTCR_EL2, VTTBR_EL2, HCR_EL2), the walker, a TLB
+ * (shared between PEs or private, as the composition root chooses) and, optionally, the break-before-make
+ * checker (Arm ARM D8.2–D8.5, D8.16; reference arm-s2.md §4, §7.2, §8).
+ *
+ * `translate` is the hot path of every guest access: a TLB lookup, then the permission check on the cached leaf
+ * (`s2PermFault`), and the walk only on a miss or when the access needs a hardware update (AF = 0 with HA, or a
+ * write to a DBM writable-clean leaf with HD: the walker must write the descriptor, so a cached leaf cannot serve
+ * it). A successful walk fills the TLB. Nothing is allocated per call.
+ *
+ * A Permission fault may come from a cached leaf: a real TLB may keep an entry after software relaxed its
+ * permissions without TLBI, and the access then faults on the old permissions (the kernel copes by re-faulting).
+ * The model behaves the same way, so a missing TLBI after `relax_perms` shows up as a repeated fault with the TLB
+ * on and not with it off.
+ */
+
+import { FaultType } from '../arch/fault.js';
+import type { CpuFeatures } from '../arch/features.js';
+import type { PhysMem } from '../mem/phys-mem.js';
+import type { BbmChecker } from './bbm-check.js';
+import { S2Config, decodeS2Config } from './s2-config.js';
+import { AccessKind, WalkFlag, s2NeedsHwUpdate, s2PermFault, s2Walk } from './s2-walk.js';
+import { Tlb } from './tlb.js';
+import type { WalkResult } from './walk-result.js';
+import type { WalkTrace } from './walk-trace.js';
+
+/** Construction options of an {@link S2Mmu}. */
+export interface S2MmuOptions {
+  /** The TLB to use (share one between PEs to model broadcast maintenance); default: a private unbounded TLB. */
+  readonly tlb?: Tlb;
+  /** The BBM checker to report TLB hits to and to register loaded roots with; default none. */
+  readonly checker?: BbmChecker | null;
+  /** Receives the descriptor reads of every walk (not of TLB hits); default none. */
+  readonly trace?: WalkTrace | null;
+}
+
+/** The stage-2 MMU of one PE. */
+export class S2Mmu {
+  /** Physical memory holding the tables and the data. */
+  readonly mem: PhysMem;
+  /** The PE's ID-register features (PAMax, granules, HAFDBS, XNX, VMID16, …). */
+  readonly features: CpuFeatures;
+  /** The configuration decoded from the current registers (re-decoded by each setter, once). */
+  readonly cfg: S2Config = new S2Config();
+  /** The TLB this PE allocates into. */
+  readonly tlb: Tlb;
+  /** The BBM checker, or null. */
+  checker: BbmChecker | null;
+  /** Walk trace, or null. */
+  trace: WalkTrace | null;
+  /** VTCR_EL2 bits[31:0]. */
+  vtcrLo = 0;
+  /** VTCR_EL2 bits[63:32]. */
+  vtcrHi = 0;
+  /** VTTBR_EL2 bits[31:0]. */
+  vttbrLo = 0;
+  /** VTTBR_EL2 bits[63:32]. */
+  vttbrHi = 0;
+  /** HCR_EL2 bits[31:0]. */
+  hcrLo = 0;
+  /** HCR_EL2 bits[63:32]. */
+  hcrHi = 0;
+  /** Walks performed (TLB misses, hardware-update re-walks, AT). */
+  walks = 0;
+  /** Translations served by the TLB (including Permission faults raised from a cached leaf). */
+  tlbHits = 0;
+
+  /**
+   * Creates an MMU with all registers zero (HCR_EL2.VM = 0: stage 2 off).
+   * @param mem physical memory
+   * @param features the PE's features (see `arch/features.ts`)
+   */
+  constructor(mem: PhysMem, features: CpuFeatures, opts: S2MmuOptions = {}) {
+    this.mem = mem;
+    this.features = features;
+    this.tlb = opts.tlb ?? new Tlb();
+    this.checker = opts.checker ?? null;
+    this.trace = opts.trace ?? null;
+    this.decode();
+  }
+
+  /** The current VMID (from VTTBR_EL2, 8 or 16 bits per VTCR_EL2.VS). */
+  get vmid(): number {
+    return this.cfg.vmid;
+  }
+
+  /** Writes VTCR_EL2. */
+  setVtcr(lo: number, hi: number): void {
+    this.vtcrLo = lo >>> 0;
+    this.vtcrHi = hi >>> 0;
+    this.decode();
+  }
+
+  /** Writes VTTBR_EL2 (table base and VMID). */
+  setVttbr(lo: number, hi: number): void {
+    this.vttbrLo = lo >>> 0;
+    this.vttbrHi = hi >>> 0;
+    this.decode();
+  }
+
+  /** Writes HCR_EL2 (VM, PTW, FWB, RW, …). */
+  setHcr(lo: number, hi: number): void {
+    this.hcrLo = lo >>> 0;
+    this.hcrHi = hi >>> 0;
+    this.decode();
+  }
+
+  /** Writes VTCR_EL2, VTTBR_EL2 and HCR_EL2 together (one decode), as a world switch does. */
+  setRegs(vtcr: { lo: number; hi: number }, vttbr: { lo: number; hi: number }, hcr: { lo: number; hi: number }): void {
+    this.vtcrLo = vtcr.lo >>> 0;
+    this.vtcrHi = vtcr.hi >>> 0;
+    this.vttbrLo = vttbr.lo >>> 0;
+    this.vttbrHi = vttbr.hi >>> 0;
+    this.hcrLo = hcr.lo >>> 0;
+    this.hcrHi = hcr.hi >>> 0;
+    this.decode();
+  }
+
+  /**
+   * Translates `ipa` for an access (ASL `AArch64.S2Translate` through the TLB). Fills `out` and returns the fault
+   * kind, `FaultType.NONE` on success.
+   *
+   * 1. TLB lookup for the current VMID. On a hit, unless the access needs a hardware update
+   *    ({@link s2NeedsHwUpdate}), the cached leaf decides: a Permission fault at the leaf's level, or the cached PA.
+   *    With a checker attached, the hit is verified against the descriptor in memory.
+   * 2. Otherwise the walk (`s2Walk`); a successful walk fills the TLB, except for `WalkFlag.NO_UPDATE` probes
+   *    (no side effect at all) and with stage 2 disabled (PA = IPA, nothing to cache).
+   *
+   * @param flags a bit set of `WalkFlag` (EL0, S1PTW, NO_UPDATE; AT belongs to {@link S2Mmu.at}).
+   */
+  translate(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
+    const cfg = this.cfg;
+    if (cfg.enabled && cfg.fault === FaultType.NONE && this.tlb.lookup(cfg.vmid, ipa, out)) {
+      const lo = out.descLo;
+      const hi = out.descHi;
+      if (!s2NeedsHwUpdate(cfg, lo, hi, access, flags)) {
+        this.tlbHits++;
+        out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
+        if (s2PermFault(cfg, lo, hi, access, flags)) {
+          out.fault = FaultType.PERMISSION;
+          out.level = out.leafLevel;
+          return FaultType.PERMISSION;
+        }
+        const checker = this.checker;
+        if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
+        return FaultType.NONE;
+      }
+    }
+    this.walks++;
+    const fault = s2Walk(this.mem, cfg, ipa, access, flags, out, this.trace);
+    if (fault === FaultType.NONE && cfg.enabled && (flags & WalkFlag.NO_UPDATE) === 0) {
+      this.tlb.fill(cfg.vmid, ipa, out);
+    }
+    return fault;
+  }
+
+  /**
+   * The stage-2 part of `AT S12E1R` (`write` false) / `AT S12E1W` (true): a walk with AT semantics
+   * (`WalkFlag.AT`: read or write permission, never execute; AF set with HA; the dirty state never set).
+   *
+   * The TLB is neither consulted nor filled. Arm allows an AT to use or allocate TLB entries but does not require
+   * it; walking the tables makes AT report what the tables say now, which is what EL2 uses it for (pKVM's
+   * `__translate_far_to_hpfar`), and QEMU's AT does the same (it never uses its TLB). For PAR_EL1 encoding see
+   * `mmu/at.ts`.
+   */
+  at(ipa: number, write: boolean, out: WalkResult): FaultType {
+    this.walks++;
+    return s2Walk(this.mem, this.cfg, ipa, write ? AccessKind.WRITE : AccessKind.READ, WalkFlag.AT, out, this.trace);
+  }
+
+  private decode(): void {
+    decodeS2Config(this.vtcrLo, this.vtcrHi, this.vttbrLo, this.vttbrHi, this.hcrLo, this.hcrHi, this.features, this.cfg);
+    const checker = this.checker;
+    if (checker !== null) checker.addRoot(this.cfg);
+  }
+}
