@@ -5,6 +5,7 @@
 export const Err = {
   EPERM: -1,
   ENOENT: -2,
+  EINTR: -4,
   EIO: -5,
   E2BIG: -7,
   EAGAIN: -11,

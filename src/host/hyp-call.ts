@@ -1,0 +1,76 @@
+/**
+ * The host's hypercall wrapper, `kvm_call_hyp_nvhe()` (arch/arm64/include/asm/kvm_host.h): an SMCCC 1.1 `HVC #0`
+ * with `KVM_HOST_SMCCC_FUNC(f)` in x0 and the arguments in x1…, then `WARN_ON(res.a0 != SMCCC_RET_SUCCESS)` and the
+ * result from x1. The function id comes from the ABI profile's table (`arch/smccc.ts`), so the same host code runs
+ * against any kernel's numbering.
+ */
+
+import { assert } from '../arch/assert.js';
+import { RegFile } from '../arch/regs.js';
+import { hcallFuncId, type HcallProfile } from '../arch/smccc.js';
+import { Err } from '../arch/errno.js';
+import type { KernelLog } from './klog.js';
+import type { HvcConduit } from './ports.js';
+
+/** Issues host hypercalls through an {@link HvcConduit}. */
+export class HypCaller {
+  private readonly conduit: HvcConduit;
+  private readonly log: KernelLog;
+  /** The ABI profile whose numbering is used. */
+  readonly profile: HcallProfile;
+  /** The register file the host fills for each call (x0…x7); holds x0/x1 of the last call afterwards. */
+  readonly regs = new RegFile();
+  private readonly idByName: Record<string, number> = {};
+  /** Calls issued, by kernel name. */
+  readonly counts: Record<string, number> = {};
+
+  /**
+   * @param conduit the HVC path to EL2.
+   * @param profile the hypercall numbering.
+   * @param log the kernel log (for the `WARN_ON` on a refused call).
+   */
+  constructor(conduit: HvcConduit, profile: HcallProfile, log: KernelLog) {
+    this.conduit = conduit;
+    this.profile = profile;
+    this.log = log;
+    for (const name of profile.names) {
+      if (name === undefined) continue;
+      const id = hcallFuncId(profile, name);
+      if (id !== null) {
+        this.idByName[name] = id;
+        this.counts[name] = 0;
+      }
+    }
+  }
+
+  /**
+   * `kvm_call_hyp_nvhe(fn, a1, a2, a3, a4)`: non-negative integer arguments below 2^53 (PAs, pfns, handles,
+   * indices), unused ones 0.
+   *
+   * Mirrors `kvm_call_hyp_nvhe()` (arch/arm64/include/asm/kvm_host.h): x0 other than SMCCC_RET_SUCCESS is a
+   * `WARN_ON`. The 2022 macro then returns the stale x1; the model returns -EOPNOTSUPP instead, as newer trees do,
+   * so that a refused call can never be mistaken for a result.
+   * @param cpu physical CPU issuing the HVC.
+   * @param fn kernel name of the hypercall (must exist in the profile: a missing one is an emulator bug).
+   * @returns x1 truncated to `int`, as the kernel's callers read it (an errno, 0, or a handle).
+   */
+  call(cpu: number, fn: string, a1 = 0, a2 = 0, a3 = 0, a4 = 0): number {
+    const id = this.idByName[fn];
+    assert(id !== undefined, `hypercall ${fn} is not in profile ${this.profile.name}`);
+    const r = this.regs;
+    r.set(0, id, 0);
+    r.setU(1, a1);
+    r.setU(2, a2);
+    r.setU(3, a3);
+    r.setU(4, a4);
+    r.set(5, 0, 0);
+    r.set(6, 0, 0);
+    r.set(7, 0, 0);
+    this.counts[fn]!++; // JUSTIFY: every profile name has a counter.
+    this.conduit.hvc(cpu, r);
+    if (this.log.warnOn(r.lo(0) !== 0 || r.hi(0) !== 0, `kvm_call_hyp_nvhe(${fn}): x0 = ${r.signed(0)}`)) {
+      return Err.EOPNOTSUPP;
+    }
+    return r.lo(1) | 0;
+  }
+}
