@@ -406,7 +406,7 @@ export class Tlb {
     const attr = this.eAttr[i]!;
     const level = this.eLevel[i]!;
     out.fault = FaultType.NONE;
-    out.level = level;
+    out.level = 0; // as s2Walk leaves it on success (the fault level is meaningless then)
     out.s1ptw = false;
     out.ipa = ipa;
     out.pa = this.ePaBase[i]! + (ipa - tag * POW2[shift]!);
