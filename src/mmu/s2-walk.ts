@@ -153,12 +153,13 @@ export function s2Walk(
     const size = cfg.levelSize[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
     const index = Math.floor(ipa / size) % cfg.levelEntries[slot]!; // JUSTIFY: as above.
     const descPa = table + index * 8;
-    out.descPa = descPa;
-    if (!mem.read64(descPa, scratch)) return fail(out, FaultType.SEA_WALK, level);
+    const backed = mem.read64(descPa, scratch);
     const lo = scratch.lo;
     const hi = scratch.hi;
+    out.descPa = descPa;
     out.descLo = lo;
     out.descHi = hi;
+    if (!backed) return fail(out, FaultType.SEA_WALK, level);
     if (trace !== null) trace.push(level, descPa, lo, hi);
     if ((lo & 1) === 0) return fail(out, FaultType.TRANSLATION, level);
     if ((lo & 2) !== 0 && level < 3) {
