@@ -167,3 +167,25 @@ t.test('stage-2 Device memory types (arm-s2.md §9.1, §9.3)', async (t) => {
   t.same(fwb1, [true, true, true, true, true, false, false, false]);
   t.equal(s2MemAttrIsDevice(0xe, true), true, 'bit 5 set with FWB');
 });
+
+t.test('decode/encode examples: a KVM-style page, a DS table, an invalid annotation', async (t) => {
+  const ctx: DescContext = { granule: '4k', level: 3, ds: false, pa52: false };
+  const p = s2Page({ oa: 0x4000_1000, ap: 'RW', af: true, sh: 3, sw: 1, xn: 2 });
+  const d = decodeS2Desc(p.lo, p.hi, ctx);
+  t.match(d, { kind: S2DescKind.PAGE, addr: 0x4000_1000, s2ap: 3, sh: 3, af: true, sw: 1, xn: 2, restLo: 0, restHi: 0 });
+  t.same(encodeS2Desc(d, ctx), p);
+  const dsCtx: DescContext = { granule: '16k', level: 2, ds: true, pa52: true };
+  const tb = s2Table({ granule: '16k', ds: true, nlta: 2 ** 51 + 0x8000, ignHi: 0x7f });
+  const td = decodeS2Desc(tb.lo, tb.hi, dsCtx);
+  t.match(td, { kind: S2DescKind.TABLE, addr: 2 ** 51 + 0x8000, restHi: (0x7f << 20) >>> 0 });
+  t.same(encodeS2Desc(td, dsCtx), tb);
+  const inv = s2Invalid(0x0200_0000, 0);
+  const id = decodeS2Desc(inv.lo, inv.hi, ctx);
+  t.match(id, { kind: S2DescKind.INVALID, typeBits: 0, restLo: 0x0200_0000 });
+  t.same(encodeS2Desc(id, ctx), inv);
+  const blk = s2Block({ granule: '64k', level: 1, oa: 2 ** 51, lpa: true, nT: true });
+  const bctx: DescContext = { granule: '64k', level: 1, ds: false, pa52: true };
+  const bd = decodeS2Desc(blk.lo, blk.hi, bctx);
+  t.match(bd, { kind: S2DescKind.BLOCK, addr: 2 ** 51, nT: true });
+  t.same(encodeS2Desc(bd, bctx), blk);
+});

@@ -89,3 +89,10 @@ t.test('encode then decode is the identity on the feature record', async (t) => 
   );
   t.pass();
 });
+
+t.test('encodeCpuFeatures of the QEMU preset decodes back to it', async (t) => {
+  const r = encodeCpuFeatures(QEMU_MAX_FEATURES);
+  t.same(decodeCpuFeatures(r.mmfr0Lo, r.mmfr0Hi, r.mmfr1Lo, r.mmfr1Hi, r.mmfr2Lo, r.mmfr2Hi), QEMU_MAX_FEATURES);
+  const none = encodeCpuFeatures({ ...ARMV8_0_PA40_FEATURES, s2Gran4k: false, s2Gran64k: false });
+  t.match(decodeCpuFeatures(none.mmfr0Lo, none.mmfr0Hi, 0, 0, 0, 0), { s2Gran4k: false, s2Gran64k: false, s2Gran16k: true });
+});

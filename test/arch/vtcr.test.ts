@@ -51,3 +51,9 @@ t.test('vtcr() and decodeVtcr() are inverse', async (t) => {
   fc.assert(fc.property(fields, (f) => JSON.stringify(decodeVtcr(vtcr(f).lo, vtcr(f).hi)) === JSON.stringify(f)));
   t.pass();
 });
+
+t.test('decodeVtcr example and accessors', async (t) => {
+  const v = vtcr({ t0sz: 24, sl0: 1, irgn0: 1, orgn0: 1, sh0: 3, tg0: '4k', ps: 2, vs: true, ha: true, hd: true, hwu: 5 });
+  t.match(decodeVtcr(v.lo, v.hi), { t0sz: 24, sl0: 1, irgn0: 1, orgn0: 1, sh0: 3, tg0: '4k', ps: 2, vs: true, ha: true, hd: true, hwu: 5, res1: true, ds: false });
+  t.equal(decodeVtcr(vtcr({ t0sz: 0, tg0: 'reserved' }).lo, 0).tg0, 'reserved');
+});
