@@ -64,6 +64,14 @@ function qemuRejectedConfig(m: MismatchInfo): boolean {
   return isFault(m.qemu, 'translation', 0) && !isFault(m.model, 'translation', 0);
 }
 
+/**
+ * QEMU's stage-2 translation succeeded: the access completed, or the access itself then took a synchronous External
+ * abort at EL1 (its output address is unbacked).
+ */
+function qemuTranslated(q: Outcome): boolean {
+  return q['ok'] === true || (q['ok'] === false && q['fault.stage'] === 1 && q['fault.detail'] === 'sync_external_abort');
+}
+
 /** Stage-2 Device memory type (FWB: MemAttr[2] = 0; otherwise MemAttr[3:2] = 0b00), as the walker decides it. */
 function isDevice(memAttr: number, fwb: boolean): boolean {
   return fwb ? (memAttr & 0b100) === 0 : (memAttr & 0b1100) === 0;
@@ -130,7 +138,7 @@ export const DIVERGENCES: readonly Divergence[] = [
     tags: [],
     affectsMemory: true,
     explains: (m) =>
-      m.mode === 'access' && m.access === 'exec' && m.qemu['ok'] === true && isFault(m.model, 'permission') && m.leafMemAttr !== null && isDevice(m.leafMemAttr, m.fwb),
+      m.mode === 'access' && m.access === 'exec' && qemuTranslated(m.qemu) && isFault(m.model, 'permission') && m.leafMemAttr !== null && isDevice(m.leafMemAttr, m.fwb),
   },
   {
     id: 'oracle-exec-beyond-pamax',

@@ -101,10 +101,10 @@ export const TABLE_ARENA = { base: 0x4800_0000, end: 0x5000_0000 } as const;
 /** The data arena of the oracle machine. */
 export const DATA_ARENA = { base: 0x5000_0000, end: 0x6000_0000 } as const;
 
-const NOTE_KEYS = new Set(['comment', 'notes', 'rule', 'arm_rule']);
+const NOTE_KEYS = new Set(['comment', 'notes', 'note', 'rule', 'arm_rule']);
 const QUERY_KEYS = new Set(['ipa', 'access', 'mode', 'el']);
 const HEX_EXPECT_KEYS = ['pa', 'par_el1', 'esr_el2', 'far_el2', 'hpfar_el2', 'elr_el2', 'esr_el1', 'far_el1', 'elr_el1'];
-const EXPECT_KEYS = new Set([...HEX_EXPECT_KEYS, 'ok', 'fault', 'at_exception', 'exec_note', 'skipped', 'unmeasured']);
+const EXPECT_KEYS = new Set([...HEX_EXPECT_KEYS, 'ok', 'fault', 'at_exception', 'exec_note', 'el1_vector', 'skipped', 'unmeasured']);
 const FAULT_KEYS = new Set(['type', 'level', 'stage', 's1ptw', 'fsc', 'wnr', 'detail']);
 const FAULT_TYPES = ['translation', 'access_flag', 'permission', 'address_size', 'other'];
 
@@ -292,6 +292,11 @@ function expectEntry(ctx: Ctx, v: unknown, path: string): FixtureExpect | null {
     if (typeof v['at_exception'] !== 'boolean') ctx.bad(step(path, 'at_exception'), 'true or false', v['at_exception']);
     else fields['at_exception'] = v['at_exception'];
   }
+  if (v['el1_vector'] !== undefined) {
+    const n = v['el1_vector'];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 15) ctx.bad(step(path, 'el1_vector'), 'an EL1 vector index 0..15', n);
+    else fields['el1_vector'] = n;
+  }
   if (v['exec_note'] !== undefined && typeof v['exec_note'] !== 'string') ctx.bad(step(path, 'exec_note'), 'a string', v['exec_note']);
   return { kind: 'result', fields };
 }
@@ -310,7 +315,7 @@ function source(ctx: Ctx, v: unknown, path: string): FixtureSource | null {
   return { oracle, mmfr0: m0, mmfr1: m1, mmfr2: m2 };
 }
 
-function oneCase(ctx: Ctx, v: unknown, path: string, names: Map<string, string>): FixtureCase | null {
+function oneCase(ctx: Ctx, v: unknown, path: string, names: Map<string, string>, requireExpect: boolean): FixtureCase | null {
   if (!isObject(v)) {
     ctx.bad(path, 'a case object { "name", "regs", "memory", "queries", "expect", … }', v);
     return null;
@@ -346,7 +351,9 @@ function oneCase(ctx: Ctx, v: unknown, path: string, names: Map<string, string>)
     });
   const ex = v['expect'];
   const expect: FixtureExpect[] = [];
-  if (!Array.isArray(ex)) ctx.bad(step(path, 'expect'), 'an array with one entry per query (run the case through oracle/run.mjs)', ex);
+  if (ex === undefined && !requireExpect) {
+    // A generator case without answers: walkable, not checkable.
+  } else if (!Array.isArray(ex)) ctx.bad(step(path, 'expect'), 'an array with one entry per query (run the case through oracle/run.mjs)', ex);
   else {
     if (Array.isArray(qs) && ex.length !== qs.length) ctx.bad(step(path, 'expect'), `${qs.length} entries (one per query)`, ex);
     ex.forEach((e, i) => {
@@ -368,6 +375,12 @@ function oneCase(ctx: Ctx, v: unknown, path: string, names: Map<string, string>)
   return { file: ctx.file, path, name, vtcr, vttbr, hcr, memory, queries, expect, memoryAfter, source: src, tags, queryNotes };
 }
 
+/** Options of {@link validateFixture}. */
+export interface ValidateOptions {
+  /** Refuse cases without `expect` (default true; `walk` accepts generator output that has none). */
+  readonly requireExpect?: boolean;
+}
+
 /**
  * Validates a parsed fixture file (one case or an array of cases).
  *
@@ -375,18 +388,19 @@ function oneCase(ctx: Ctx, v: unknown, path: string, names: Map<string, string>)
  * @param json the value `JSON.parse` produced
  * @returns the cases, or every issue found (each with file, JSON path and what was expected)
  */
-export function validateFixture(file: string, json: unknown): FixtureParse {
+export function validateFixture(file: string, json: unknown, opts: ValidateOptions = {}): FixtureParse {
+  const requireExpect = opts.requireExpect !== false;
   const ctx = new Ctx(file);
   const names = new Map<string, string>();
   const cases: FixtureCase[] = [];
   if (Array.isArray(json)) {
     if (json.length === 0) ctx.bad('$', 'a case object or a non-empty array of cases', json);
     json.forEach((c, i) => {
-      const r = oneCase(ctx, c, `$[${i}]`, names);
+      const r = oneCase(ctx, c, `$[${i}]`, names, requireExpect);
       if (r !== null) cases.push(r);
     });
   } else {
-    const r = oneCase(ctx, json, '$', names);
+    const r = oneCase(ctx, json, '$', names, requireExpect);
     if (r !== null) cases.push(r);
   }
   if (ctx.issues.length > 0) return { ok: false, issues: ctx.issues };
@@ -396,7 +410,7 @@ export function validateFixture(file: string, json: unknown): FixtureParse {
 /**
  * Parses and validates fixture text. A JSON syntax error becomes one issue at `$` with the parser's position.
  */
-export function parseFixture(file: string, text: string): FixtureParse {
+export function parseFixture(file: string, text: string, opts: ValidateOptions = {}): FixtureParse {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -404,7 +418,7 @@ export function parseFixture(file: string, text: string): FixtureParse {
     // JUSTIFY: JSON.parse only throws SyntaxError; its message carries the position.
     return { ok: false, issues: [{ file, path: '$', message: `expected valid JSON: ${(e as Error).message}` }] };
   }
-  return validateFixture(file, json);
+  return validateFixture(file, json, opts);
 }
 
 /** Formats an issue as one line: `file: $.path: expected …, got …`. */
