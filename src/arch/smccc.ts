@@ -261,3 +261,31 @@ export function hypVmSize(nrVcpus: number): number {
 export function hypVcpuSize(): number {
   return pageAlign(HYP_STRUCT.VCPU);
 }
+
+/**
+ * Why a guest vCPU stopped running and control returned to EL2: the return value of `GuestRunner.run`
+ * (`src/el2/guest-runner.ts`). It lives in `arch/` so that the guest layer, which may not import `el2/`, can
+ * return the same values. Not a kernel enumeration: the kernel learns the reason from ESR_EL2 in its exit path
+ * (`handle_exit`); the model says it directly.
+ */
+export const GuestExit = {
+  /** The vCPU ran everything it had queued (the host regains control as after an interrupt). */
+  COMPLETED: 0,
+  /** A stage-2 abort; `exc` holds ESR/FAR/HPFAR_EL2 filled by `mmu/abort.ts`. */
+  S2_ABORT: 1,
+  /** The guest executed HVC; x0…x3 of its register file hold the SMCCC call, ELR points after the HVC. */
+  HVC: 2,
+} as const;
+/** Why a guest vCPU stopped running. */
+export type GuestExit = (typeof GuestExit)[keyof typeof GuestExit];
+
+/**
+ * Byte offsets of the host `struct kvm_s2_mmu` fields EL2 reads for the VMID TLB-maintenance hypercalls the host may
+ * issue before `__pkvm_prot_finalize` (`__kvm_tlb_flush_vmid_ipa` etc. take a pointer to it).
+ *
+ *   offset  field (kernel name)
+ *   0x00    vmid.id
+ */
+export const HOST_S2_MMU = {
+  VMID: 0x00,
+} as const;

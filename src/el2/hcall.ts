@@ -1,0 +1,316 @@
+/**
+ * Host hypercall dispatch and handlers (reference pkvm.md §3; STYLE.md §10.9): one handler per hypercall of the
+ * ABI profile, each "decode registers → call → write x1", and `handleHostHcall`, which masks the SMCCC hint bit,
+ * refuses unknown ids and (once protected mode is initialised) ids below `__pkvm_prot_finalize` with
+ * SMCCC_RET_NOT_SUPPORTED in x0 and x1 untouched, and otherwise writes SMCCC_RET_SUCCESS to x0 and runs the handler.
+ *
+ * Mirrors `handle_host_hcall()` and the `handle___*` functions of arch/arm64/kvm/hyp/nvhe/hyp-main.c (2022 series,
+ * CORE numbering). No path from register contents leads to a throw: handlers validate their arguments.
+ *
+ * Hypercalls for subsystems outside this model (vGIC, timer, SSBS, Spectre vectors, debug) are dispatched like the
+ * others and have no effect on modelled state: they leave x1 untouched where the kernel handler writes nothing and
+ * report the reset value 0 where it returns a register value.
+ */
+
+import { PAGE_SIZE } from '../arch/addr.js';
+import { Err } from '../arch/errno.js';
+import { hcr } from '../arch/hcr.js';
+import {
+  ArmException,
+  GuestExit,
+  type Hcall2022,
+  HOST_S2_MMU,
+  HOST_VCPU,
+  KVM_HOST_SMCCC_BASE,
+  SMCCC_CALL_HINTS,
+  SmcccRet,
+} from '../arch/smccc.js';
+import { vttbr } from '../arch/vttbr.js';
+import { kvmTlbFlushVmid, kvmTlbFlushVmidIpa } from '../pgtable/tlb-ops.js';
+import { kvmPgtableHypMap } from '../pgtable/hyp.js';
+import { assert } from '../arch/assert.js';
+import { handleGuestHvc } from './guest-hcall.js';
+import type { HcallHandlerRef, Hyp, HypCpu } from './hyp.js';
+import { readU64, refillMemcache } from './memcache.js';
+import { hostDonateGuest, hostDonateHyp, hostReclaimPage, hostShareGuest, hostShareHyp, hostUnshareHyp } from './mem-protect.js';
+import { pkvmInitVcpu, pkvmInitVm, pkvmTeardownVm, pkvmVcpuLoad, pkvmVcpuPut } from './pkvm.js';
+import { kvmMmuCacheMinPages } from '../pgtable/stage2.js';
+
+/** A hypercall handler: reads its arguments from the CPU's host context, writes its result to x1. */
+export type HcallHandler = HcallHandlerRef;
+
+/** Handler of calls with no effect on modelled state and no return value (x1 untouched). */
+const noEffect: HcallHandler = () => {};
+
+/** Handler of calls returning a register value the model keeps at its reset value 0. */
+const returnsZero: HcallHandler = (_hyp, cpu) => {
+  cpu.regs.setU(1, 0);
+};
+
+/** Mirrors `handle___pkvm_host_share_hyp()`. */
+function handleHostShareHyp(hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, hostShareHyp(hyp, cpu.regs.u(1)));
+}
+
+/** Mirrors `handle___pkvm_host_unshare_hyp()`. */
+function handleHostUnshareHyp(hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, hostUnshareHyp(hyp, cpu.regs.u(1)));
+}
+
+/** Mirrors `handle___pkvm_host_reclaim_page()` (V1 26/89). */
+function handleHostReclaimPage(hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, hostReclaimPage(hyp, cpu.regs.u(1)));
+}
+
+/**
+ * Mirrors `handle___pkvm_host_map_guest()` (V1 33/89 with "do not pass the vcpu"): no loaded vCPU → -EINVAL; refill
+ * the vCPU's hyp memcache from the host's up to the minimum (error → returned); then donate (protected VM) or share.
+ */
+function handleHostMapGuest(hyp: Hyp, cpu: HypCpu): void {
+  const vcpu = cpu.loadedVcpu;
+  if (vcpu === null) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  const pfn = cpu.regs.u(1);
+  const gfn = cpu.regs.u(2);
+  let ret = refillMemcache(hyp.mem, vcpu.memcache, kvmMmuCacheMinPages(vcpu.vm.pgt), vcpu.hostVcpuPa, (p) =>
+    hostDonateHyp(hyp, p, 1),
+  );
+  if (ret === 0) ret = vcpu.vm.isProtected ? hostDonateGuest(hyp, pfn, gfn, vcpu) : hostShareGuest(hyp, pfn, gfn, vcpu);
+  cpu.regs.setSigned(1, ret);
+}
+
+/** Mirrors `handle___pkvm_init_vm()`: x1 host kvm, x2 VM area, x3 pgd; returns the handle or an errno. */
+function handleInitVm(hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, pkvmInitVm(hyp, cpu.regs.u(1), cpu.regs.u(2), cpu.regs.u(3)));
+}
+
+/** Mirrors `handle___pkvm_init_vcpu()`: x1 handle, x2 host vCPU, x3 hyp-vCPU area. */
+function handleInitVcpu(hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, pkvmInitVcpu(hyp, cpu.regs.u(1), cpu.regs.u(2), cpu.regs.u(3)));
+}
+
+/** Mirrors `handle___pkvm_teardown_vm()`. */
+function handleTeardownVm(hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, pkvmTeardownVm(hyp, cpu.regs.u(1)));
+}
+
+/** Mirrors `handle___pkvm_vcpu_load()`: x1 handle, x2 vCPU index (x3 HCR WFx bits: not modelled). No return. */
+function handleVcpuLoad(hyp: Hyp, cpu: HypCpu): void {
+  pkvmVcpuLoad(hyp, cpu.id, cpu.regs.u(1), cpu.regs.u(2));
+}
+
+/** Mirrors `handle___pkvm_vcpu_put()`. No return. */
+function handleVcpuPut(hyp: Hyp, cpu: HypCpu): void {
+  pkvmVcpuPut(hyp, cpu.id);
+}
+
+/**
+ * Enables the host stage-2 on this CPU: HCR_EL2.VM, the host VTTBR (VMID 0) and VTCR, then TLBI VMALLS12E1.
+ * The first call also flips the `kvm_protected_mode_initialized` static key (the host flips it just before
+ * finalising), which closes the pre-initialisation hypercalls.
+ * Mirrors `__pkvm_prot_finalize()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
+ * @returns (x1) 0; -EPERM when already enabled on this CPU.
+ */
+function handleProtFinalize(hyp: Hyp, cpu: HypCpu): void {
+  hyp.protectedModeInitialized = true;
+  if (cpu.hostS2Enabled) {
+    cpu.regs.setSigned(1, Err.EPERM);
+    return;
+  }
+  cpu.hostS2Enabled = true;
+  loadHostStage2(hyp, cpu);
+  hyp.tlb.vmalls12e1(0);
+  hyp.tlb.dsb();
+  hyp.tlb.isb();
+  cpu.regs.setSigned(1, 0);
+}
+
+/** `__load_stage2(&host_mmu.arch.mmu)` on this CPU's MMU. */
+export function loadHostStage2(hyp: Hyp, cpu: HypCpu): void {
+  const mmu = cpu.mmu;
+  if (mmu === null) return;
+  mmu.setRegs(
+    { lo: hyp.hostVtcrLo, hi: hyp.hostVtcrHi },
+    vttbr({ baddr: hyp.hostPgt.pgd, vmid: 0 }),
+    hcr({ vm: cpu.hostS2Enabled, rw: true }),
+  );
+}
+
+/** The VMID of a host `struct kvm_s2_mmu` passed by pointer (pre-finalise TLB calls); -1 when unreadable. */
+function hostMmuVmid(hyp: Hyp, pa: number): number {
+  if (!Number.isSafeInteger(pa) || pa % 8 !== 0 || !hyp.isMemory(pa)) return -1;
+  const v = readU64(hyp.mem, pa + HOST_S2_MMU.VMID);
+  return v <= 0xffff ? v : -1;
+}
+
+/** Mirrors `handle___kvm_flush_vm_context()`: TLBI ALLE1IS. */
+function handleFlushVmContext(hyp: Hyp): void {
+  hyp.tlb.dsb();
+  hyp.tlb.alle1is();
+  hyp.tlb.dsb();
+}
+
+/** Mirrors `handle___kvm_tlb_flush_vmid_ipa()`: x1 host s2 mmu, x2 IPA, x3 level. */
+function handleTlbFlushVmidIpa(hyp: Hyp, cpu: HypCpu): void {
+  const vmid = hostMmuVmid(hyp, cpu.regs.u(1));
+  const ipa = cpu.regs.u(2);
+  const level = cpu.regs.u(3);
+  if (vmid < 0 || !Number.isSafeInteger(ipa)) return;
+  kvmTlbFlushVmidIpa(hyp.tlb, vmid, ipa, level >= 0 && level <= 3 ? level : 0x7fff_ffff);
+}
+
+/** Mirrors `handle___kvm_tlb_flush_vmid()`: x1 host s2 mmu. */
+function handleTlbFlushVmid(hyp: Hyp, cpu: HypCpu): void {
+  const vmid = hostMmuVmid(hyp, cpu.regs.u(1));
+  if (vmid >= 0) kvmTlbFlushVmid(hyp.tlb, vmid);
+}
+
+/** Mirrors `handle___kvm_flush_cpu_context()`: local TLBI VMALLE1 for the VMID. */
+function handleFlushCpuContext(hyp: Hyp, cpu: HypCpu): void {
+  const vmid = hostMmuVmid(hyp, cpu.regs.u(1));
+  if (vmid < 0) return;
+  hyp.tlb.vmalle1(vmid);
+  hyp.tlb.dsb();
+  hyp.tlb.isb();
+}
+
+/** Bottom of the private VA range handed out by `__pkvm_create_private_mapping` (above the hyp linear map). */
+const PRIVATE_VA_BASE = 2 ** 47;
+
+/**
+ * Mirrors `handle___pkvm_create_private_mapping()`: x1 PA, x2 size, x3 prot; maps the range at the next free
+ * private hyp VA and returns that VA (plus the PA's page offset) in x1, or an errno.
+ */
+function handleCreatePrivateMapping(hyp: Hyp, cpu: HypCpu): void {
+  const phys = cpu.regs.u(1);
+  const size = cpu.regs.u(2);
+  const prot = cpu.regs.hi(3) === 0 ? cpu.regs.lo(3) : -1;
+  if (!Number.isSafeInteger(phys) || !Number.isSafeInteger(size) || size <= 0 || prot < 0) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  const off = phys % PAGE_SIZE;
+  const bytes = Math.ceil((off + size) / PAGE_SIZE) * PAGE_SIZE;
+  const va = PRIVATE_VA_BASE + hyp.privateVaUsed;
+  if (va + bytes > 2 ** 48) {
+    cpu.regs.setSigned(1, Err.ENOMEM);
+    return;
+  }
+  const ret = kvmPgtableHypMap(hyp.hypPgt, va, bytes, phys - off, prot & 0x1f, 0);
+  if (ret !== 0) {
+    cpu.regs.setSigned(1, ret);
+    return;
+  }
+  hyp.privateVaUsed += bytes;
+  cpu.regs.setU(1, va + off);
+}
+
+/** The model's `__pkvm_init` ran at boot (`createHyp`); a second one is refused. */
+function handlePkvmInit(_hyp: Hyp, cpu: HypCpu): void {
+  cpu.regs.setSigned(1, Err.EPERM);
+}
+
+/**
+ * Runs the vCPU loaded on this CPU until it exits to the host. A stage-2 abort is reported by writing ESR, FAR and
+ * HPFAR into the host vCPU struct and returning ARM_EXCEPTION_TRAP; a protected guest's HVC is handled at EL2 and
+ * the guest continues; a non-protected guest's HVC exits to the host as a TRAP with its ESR.
+ * Mirrors `handle___kvm_vcpu_run()` (hyp-main.c, protected mode: `pkvm_get_loaded_hyp_vcpu`, `flush_hyp_vcpu`,
+ * `__kvm_vcpu_run`, `sync_hyp_vcpu`).
+ * @returns (x1) the `ARM_EXCEPTION_*` exit code; -EINVAL with no loaded vCPU or no guest layer.
+ */
+function handleVcpuRun(hyp: Hyp, cpu: HypCpu): void {
+  const vcpu = cpu.loadedVcpu;
+  const runner = hyp.runner;
+  const mmu = cpu.mmu;
+  if (vcpu === null || runner === null || mmu === null) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  const vm = vcpu.vm;
+  mmu.setRegs({ lo: vm.vtcrLo, hi: vm.vtcrHi }, vttbr({ baddr: vm.pgt.pgd, vmid: vm.vmid }), hcr({ vm: true, rw: true }));
+  const exc = cpu.exc;
+  let exit: number = ArmException.IRQ;
+  for (;;) {
+    const r = runner.run(vm.handle, vcpu.idx, mmu, exc);
+    if (r === GuestExit.COMPLETED) break;
+    if (r === GuestExit.HVC && vm.isProtected && handleGuestHvc(hyp, vcpu, runner.regs(vm.handle, vcpu.idx))) continue;
+    assert(r === GuestExit.S2_ABORT || r === GuestExit.HVC, `guest runner returned ${r}`);
+    const h = vcpu.hostVcpuPa;
+    hyp.mem.write64(h + HOST_VCPU.FAULT_ESR, exc.esrLo, exc.esrHi);
+    hyp.mem.write64(h + HOST_VCPU.FAULT_FAR, exc.farLo, exc.farHi);
+    hyp.mem.write64(h + HOST_VCPU.FAULT_HPFAR, exc.hpfarLo, exc.hpfarHi);
+    exit = ArmException.TRAP;
+    break;
+  }
+  loadHostStage2(hyp, cpu);
+  cpu.regs.setSigned(1, exit);
+}
+
+/**
+ * The `pkvm-2022` handler table, by kernel name. `null` marks `__kvm_hyp_init`, reachable only through the init
+ * vectors (NOT_SUPPORTED here).
+ */
+export const HANDLERS_PKVM_2022 = {
+  __kvm_hyp_init: null,
+  __kvm_get_mdcr_el2: returnsZero,
+  __pkvm_init: handlePkvmInit,
+  __pkvm_create_private_mapping: handleCreatePrivateMapping,
+  __pkvm_cpu_set_vector: returnsZero,
+  __kvm_enable_ssbs: noEffect,
+  __vgic_v3_init_lrs: noEffect,
+  __vgic_v3_get_gic_config: returnsZero,
+  __kvm_flush_vm_context: handleFlushVmContext,
+  __kvm_tlb_flush_vmid_ipa: handleTlbFlushVmidIpa,
+  __kvm_tlb_flush_vmid: handleTlbFlushVmid,
+  __kvm_flush_cpu_context: handleFlushCpuContext,
+  __pkvm_prot_finalize: handleProtFinalize,
+  __pkvm_host_share_hyp: handleHostShareHyp,
+  __pkvm_host_unshare_hyp: handleHostUnshareHyp,
+  __pkvm_host_reclaim_page: handleHostReclaimPage,
+  __pkvm_host_map_guest: handleHostMapGuest,
+  __kvm_adjust_pc: noEffect,
+  __kvm_vcpu_run: handleVcpuRun,
+  __kvm_timer_set_cntvoff: noEffect,
+  __vgic_v3_save_vmcr_aprs: noEffect,
+  __vgic_v3_restore_vmcr_aprs: noEffect,
+  __pkvm_init_vm: handleInitVm,
+  __pkvm_init_vcpu: handleInitVcpu,
+  __pkvm_teardown_vm: handleTeardownVm,
+  __pkvm_vcpu_load: handleVcpuLoad,
+  __pkvm_vcpu_put: handleVcpuPut,
+  __pkvm_vcpu_sync_state: noEffect,
+} satisfies Record<Hcall2022, HcallHandler | null>;
+
+/** The dense handler array of a profile, by function number (built once per `Hyp`). */
+export function buildHcallTable(names: readonly string[]): (HcallHandler | null)[] {
+  const byName = HANDLERS_PKVM_2022 as Readonly<Record<string, HcallHandler | null>>;
+  const out: (HcallHandler | null)[] = [];
+  for (let n = 0; n < names.length; n++) {
+    const name = names[n]!; // JUSTIFY: n < length.
+    assert(Object.prototype.hasOwnProperty.call(byName, name), `no handler for ${name}`);
+    out.push(byName[name]!); // JUSTIFY: presence asserted.
+  }
+  return out;
+}
+
+/**
+ * Dispatches the host hypercall in x0 of `cpu`'s host context.
+ * Mirrors `handle_host_hcall()` (arch/arm64/kvm/hyp/nvhe/hyp-main.c).
+ */
+export function handleHostHcall(hyp: Hyp, cpu: HypCpu): void {
+  const regs = cpu.regs;
+  hyp.hcalls++;
+  // id = x0 & ~ARM_SMCCC_CALL_HINTS; id -= KVM_HOST_SMCCC_ID(0), as a 64-bit unsigned subtraction.
+  const id = ((regs.lo(0) & ~SMCCC_CALL_HINTS) >>> 0) - KVM_HOST_SMCCC_BASE;
+  const table = hyp.hcallTable;
+  const min = hyp.protectedModeInitialized ? hyp.profile.minPostInit : 0;
+  const handler = regs.hi(0) === 0 && id >= min && id < table.length ? table[id]! : null; // JUSTIFY: bounds checked.
+  if (handler === null) {
+    regs.setSigned(0, SmcccRet.NOT_SUPPORTED);
+    return;
+  }
+  regs.setSigned(0, SmcccRet.SUCCESS);
+  handler(hyp, cpu);
+}
