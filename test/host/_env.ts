@@ -83,7 +83,8 @@ export class FakeEl2 implements HvcConduit {
       case '__pkvm_init_vm': {
         const handle = 0x1000 + this.vms.length;
         this.pinnedByHyp.add(a1 / PAGE_SIZE);
-        this.vms.push({ handle, kvmPa: a1, vcpus: [], donated: [a2, a3], mapped: new Map(), loaded: -1 });
+        // The pgd of a 40-bit IPA space is two concatenated pages.
+        this.vms.push({ handle, kvmPa: a1, vcpus: [], donated: [a2, a3, a3 + PAGE_SIZE], mapped: new Map(), loaded: -1 });
         ret = handle;
         break;
       }
