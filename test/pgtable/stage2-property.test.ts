@@ -7,34 +7,18 @@
  * - the hardware walker (mmu/s2-walk) agrees with get_leaf on every page (differential: the two walkers share only
  *   arch/), and the MMU's break-before-make checker sees no violation from any sequence.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { DESC_VALID_LO } from '../../src/arch/desc.js';
 import { FaultType } from '../../src/arch/fault.js';
-import { ARMV8_0_PA40_FEATURES } from '../../src/arch/features.js';
-import { HCR_RW_LO, HCR_VM_LO } from '../../src/arch/hcr.js';
-import { vttbr } from '../../src/arch/vttbr.js';
-import { PhysMem } from '../../src/mem/phys-mem.js';
-import { BbmChecker } from '../../src/mmu/bbm-check.js';
-import { makeS2Config } from '../../src/mmu/s2-config.js';
 import { AccessKind, s2Walk } from '../../src/mmu/s2-walk.js';
-import { Tlb } from '../../src/mmu/tlb.js';
 import { WalkResult } from '../../src/mmu/walk-result.js';
-import {
-  kvmPgtableStage2Init,
-  kvmPgtableStage2PteProt,
-  kvmVtcrFor,
-  newKvmPgtable,
-  stage2Map,
-  stage2Unmap,
-  warningList,
-  type Halves,
-} from '../../src/pgtable/stage2.js';
+import { kvmPgtableStage2PteProt, stage2Map, stage2Unmap, type Halves } from '../../src/pgtable/stage2.js';
 import { kvmPteTable, kvmPteToPhys } from '../../src/pgtable/pte.js';
-import { PgtPagePool } from '../../src/pgtable/test-pool.js';
-import { newLeafOut, type KvmPgtable } from '../../src/pgtable/types.js';
+import { newLeafOut } from '../../src/pgtable/types.js';
 import { kvmPgtableGetLeaf } from '../../src/pgtable/walk.js';
 import { prot } from './helpers/env.js';
+import { hwWorld, type HwWorld } from './helpers/hw.js';
 
 const K4 = 0x1000;
 const M2 = 0x20_0000;
@@ -58,36 +42,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   }),
 );
 
-interface World {
-  mem: PhysMem;
-  pool: PgtPagePool;
-  pgt: KvmPgtable;
-  checker: BbmChecker;
-  warnings: string[];
-  basePages: number;
-  cfg: ReturnType<typeof makeS2Config>;
-}
-
-function world(forcePte: boolean): World {
-  const mem = new PhysMem();
-  mem.addRegion(0x4000_0000, 0x8000_0000);
-  const pool = new PgtPagePool(mem, 0xa000_0000, 4096);
-  const tlb = new Tlb();
-  const checker = new BbmChecker(mem, tlb);
-  const warnings: string[] = [];
-  const pgt = newKvmPgtable(mem, pool, warningList(warnings));
-  const vtcrLo = (kvmVtcrFor('4k', 40) | (2 << 16)) >>> 0; // PS = 40 bits
-  const r = kvmPgtableStage2Init(pgt, { vmid: 5, tlb, hasFwb: false }, vtcrLo, 0, forcePte ? () => true : null);
-  if (r !== 0) throw new Error('init');
-  const cfg = makeS2Config(
-    { lo: vtcrLo, hi: 0 },
-    vttbr({ baddr: pgt.pgd, vmid: 5 }),
-    { lo: (HCR_VM_LO | HCR_RW_LO) >>> 0, hi: 0 },
-    ARMV8_0_PA40_FEATURES,
-  );
-  checker.addRoot(cfg);
-  return { mem, pool, pgt, checker, warnings, basePages: pool.usedPages, cfg };
-}
+type World = HwWorld;
+const world = hwWorld;
 
 /** Each map op gets fresh, 2 MiB-congruent PAs, so no map is ever an identical remap. */
 function runOps(w: World, ops: Op[], model: Map<number, { pa: number; prot: number }>, exactOwnRange: (op: Op, pa: number) => void) {
@@ -155,7 +111,7 @@ function checkRefcounts(w: World): number {
   return tables;
 }
 
-function finish(t: Tap.Test, w: World) {
+function finish(t: Test, w: World) {
   const tables = checkRefcounts(w);
   t.equal(w.pool.usedPages, w.basePages + tables, 'no leaked table pages');
   stage2Unmap(w.pgt, WINDOW, PAGES * K4);
