@@ -110,6 +110,8 @@ export class S2Config {
   readonly levelShift = new Int8Array(LEVEL_SLOTS);
   /** Entries of a table per level (the start level may be larger: concatenation), at index level + 1. */
   readonly levelEntries = new Float64Array(LEVEL_SLOTS);
+  /** Entries − 1 per level (an index mask), at index level + 1. */
+  readonly levelIndexMask = new Uint32Array(LEVEL_SLOTS);
   /** 1 when a block descriptor is allowed at that level, at index level + 1 (ASL `BlockDescSupported`). */
   readonly blockOk = new Uint8Array(LEVEL_SLOTS);
 }
@@ -231,8 +233,10 @@ export function decodeS2Config(
     out.levelEntries[l + 1] = 2 ** S;
     out.blockOk[l + 1] = l >= 0 && blockAllowed(g, l, ds, out.pa52) ? 1 : 0;
   }
-  const startBits = Math.max(ias - startShift, 0);
+  // The start level indexes IAS − startShift bits (≤ S + 4 in a consistent configuration; capped for the rest).
+  const startBits = Math.min(Math.max(ias - startShift, 0), 31);
   out.levelEntries[start + 1] = 2 ** startBits;
+  for (let i = 0; i < LEVEL_SLOTS; i++) out.levelIndexMask[i] = out.levelEntries[i]! - 1; // JUSTIFY: i < 5.
   out.concatTables = startBits > S ? 2 ** (startBits - S) : 1;
 
   // Table base (ASL S2TTBaseAddress).

@@ -13,6 +13,7 @@
  * dirty on AT S12E1W). Alignment faults need the access size and are the caller's (vCPU's) business.
  */
 
+import { TWO_32 } from '../arch/bits.js';
 import { S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI } from '../arch/desc.js';
 import {
   s2DescAddr,
@@ -146,12 +147,19 @@ export function s2Walk(
 
   const fmt: OaFormat = cfg.oaFormat;
   const oasSize = cfg.oasSize;
+  // The IPA as halves, so that indices and offsets come from int32 operations (no float division or fmod).
+  const ipaLo = ipa >>> 0;
+  const ipaHi = Math.floor(ipa / TWO_32);
   let level = cfg.startLevel;
   let table = cfg.baseAddr;
   for (;;) {
     const slot = level + 1;
-    const size = cfg.levelSize[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
-    const index = Math.floor(ipa / size) % cfg.levelEntries[slot]!; // JUSTIFY: as above.
+    const sh = cfg.levelShift[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
+    const indexMask = cfg.levelIndexMask[slot]!; // JUSTIFY: as above.
+    // IPA[sh + n − 1 : sh] with n ≤ 17 index bits; sh is 12..48.
+    let index: number;
+    if (sh >= 32) index = (ipaHi >>> (sh - 32)) & indexMask;
+    else index = ((ipaLo >>> sh) | (ipaHi << (32 - sh))) & indexMask;
     const descPa = table + index * 8;
     const backed = mem.read64(descPa, scratch);
     const lo = scratch.lo;
@@ -172,9 +180,8 @@ export function s2Walk(
     if ((lo & 2) === 0 && cfg.blockOk[slot] === 0) return fail(out, FaultType.TRANSLATION, level);
 
     // Leaf (block or page).
-    const shift = cfg.levelShift[slot]!; // JUSTIFY: as above.
     out.leafLevel = level;
-    out.leafShift = shift;
+    out.leafShift = sh;
     out.memAttr = s2DescMemAttr(lo);
     out.s2ap = s2DescS2ap(lo);
     out.sh = cfg.ds ? cfg.sh0 : s2DescSh(lo);
@@ -183,7 +190,9 @@ export function s2Walk(
     out.dbm = s2DescDbm(hi);
     out.sw = s2DescSw(hi);
     out.cont = s2DescCont(hi);
-    const pa = s2DescAddr(lo, hi, shift, fmt) + (ipa % size);
+    // IPA[sh − 1 : 0], the offset within the leaf.
+    const offset = sh >= 32 ? (ipaHi & ((1 << (sh - 32)) - 1)) * TWO_32 + ipaLo : (ipaLo & ((1 << sh) - 1)) >>> 0;
+    const pa = s2DescAddr(lo, hi, sh, fmt) + offset;
     if (pa >= oasSize) return fail(out, FaultType.ADDRESS_SIZE, level);
     if ((lo & S2_AF_LO) === 0 && !cfg.ha) return fail(out, FaultType.ACCESS_FLAG, level);
     if (s2PermFault(cfg, lo, hi, access, flags)) return fail(out, FaultType.PERMISSION, level);
