@@ -69,7 +69,8 @@ function fail(out: WalkResult, type: FaultType, level: number): FaultType {
  * Mirrors ASL `AArch64.S2CheckPermissions` / `S2DirectBasePermissions` (non-PIE, non-overlay):
  * READ needs S2AP[0]; WRITE needs S2AP[1], which DBM makes effectively 1 when HD is in effect; EXEC is denied from
  * stage-2 Device memory, then by XN[1:0] (with FEAT_XNX: 01 denies EL1, 11 denies EL0, 10 denies both; without it
- * only XN[1] counts). With the S1PTW flag and HCR_EL2.PTW, a walk to stage-2 Device memory is denied.
+ * only XN[1] counts). With the S1PTW flag and HCR_EL2.PTW, a walk to stage-2 Device memory is denied, and a
+ * stage-1 walk's WRITE (a hardware AF/dirty update of a stage-1 descriptor) needs S2AP[0] as well as S2AP[1].
  *
  * @remarks A permitted WRITE may still need a walk to set the dirty state: see {@link s2NeedsHwUpdate}.
  */
@@ -79,7 +80,11 @@ export function s2PermFault(cfg: S2Config, descLo: number, descHi: number, acces
       if ((flags & WalkFlag.S1PTW) !== 0 && cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
       return (descLo & S2AP_R_LO) === 0;
     case AccessKind.WRITE:
-      if ((flags & WalkFlag.S1PTW) !== 0 && cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
+      if ((flags & WalkFlag.S1PTW) !== 0) {
+        // A stage-1 hardware descriptor update needs read permission as well (ASL TTW branch: R, then W).
+        if (cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
+        if ((descLo & S2AP_R_LO) === 0) return true;
+      }
       return (descLo & S2AP_W_LO) === 0 && !(cfg.hd && (descHi & S2_DBM_HI) !== 0);
     case AccessKind.EXEC: {
       if (s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;

@@ -390,6 +390,11 @@ t.test('stage-1 walk accesses (S1PTW) and HCR_EL2.PTW (arm-s2.md §4.8)', async 
   n.tree.set(0x1000, 3, s2Page({ oa: OA, memAttr: S2MemAttr.DEVICE_nGnRE }));
   t.equal(walk(n, 0x1000, AccessKind.READ, WalkFlag.S1PTW), FaultType.NONE, 'PTW=0: treated as Normal NC');
   t.equal(n.out.s1ptw, true);
+  // A stage-1 hardware update (a TTW write) needs read as well as write permission.
+  const wo = setup(CFG48['4k']);
+  wo.tree.set(0x1000, 3, s2Page({ oa: OA, ap: 'WO' }));
+  t.equal(walk(wo, 0x1000, AccessKind.WRITE), FaultType.NONE, 'a data write to a write-only page is fine');
+  t.equal(walk(wo, 0x1000, AccessKind.WRITE, WalkFlag.S1PTW), FaultType.PERMISSION, 'a TTW write is not');
 });
 
 t.test('trace records each descriptor read', async (t) => {
