@@ -82,7 +82,7 @@ export class S2Config {
   ias = 0;
   /** 2^ias. */
   iasSize = 0;
-  /** Effective output address size in bits (PS clamped to PAMax, 48 without a 52-bit format). */
+  /** Effective output address size in bits (ASL `PhysicalAddressSize`: PS clamped to PAMax, 48 without LPA). */
   oas = 0;
   /** 2^oas. */
   oasSize = 0;
@@ -203,11 +203,13 @@ export function decodeS2Config(
   out.vmid16 = feat.vmid16 && vtcrVs(vtcrLo);
   out.vmid = vttbrVmid(vttbrHi, out.vmid16);
 
-  // OAS: PS clamped to PAMax; 52 bits need a 52-bit descriptor format (64K + FEAT_LPA, or DS).
+  // OAS (ASL PhysicalAddressSize): PS clamped to PAMax, and to 48 unless FEAT_LPA with 64K or FEAT_LPA2. With 4K/16K
+  // and DS=0 no descriptor or VTTBR can hold an address bit above 47, so a 52-bit OAS there changes no outcome.
   const ps = vtcrPs(vtcrLo);
   out.ps = ps;
-  const fmtMax = g === Granule.G64K || ds ? 52 : 48;
-  out.oas = Math.min(paBitsOf(ps), feat.paBits, fmtMax);
+  const lpa2 = feat.s2Lpa2Gran4k || feat.s2Lpa2Gran16k;
+  const psMax = feat.paBits >= 52 && (g === Granule.G64K || lpa2) ? 52 : 48;
+  out.oas = Math.min(paBitsOf(ps), feat.paBits, psMax);
   out.oasSize = 2 ** out.oas;
   out.oaFormat = oaFormatOf(g, ds, out.pa52);
 

@@ -131,11 +131,12 @@ t.test('effective DS, SL2, HA, HD, FWB, VMID', async (t) => {
   t.equal(cfgOf({ t0sz: 16, sl0: 2, tg0: '4k', ps: 5 }, QEMU_MAX_FEATURES, BASE, hcr({ rw: true })).enabled, false);
 });
 
-t.test('OAS: PS clamped to PAMax and to 48 without a 52-bit format (arm-s2.md §1.2)', async (t) => {
+t.test('OAS: PS clamped to PAMax, and to 48 unless FEAT_LPA with 64K or LPA2 (ASL PhysicalAddressSize, §1.2)', async (t) => {
   const rows: [VtcrFields, CpuFeatures, number][] = [
     [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 6 }, ARMV8_0_PA40_FEATURES, 40],
     [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 7 }, ARMV8_4_PA48_FEATURES, 48],
-    [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 6 }, QEMU_MAX_FEATURES, 48],
+    [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 6 }, QEMU_MAX_FEATURES, 52], // FEAT_LPA2 present (QEMU caps at 48; no outcome differs)
+    [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 6 }, { ...QEMU_MAX_FEATURES, s2Lpa2Gran4k: false, s2Lpa2Gran16k: false }, 48],
     [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 6, ds: true }, QEMU_MAX_FEATURES, 52],
     [{ t0sz: 24, sl0: 1, tg0: '64k', ps: 6 }, QEMU_MAX_FEATURES, 52],
     [{ t0sz: 24, sl0: 1, tg0: '4k', ps: 0 }, QEMU_MAX_FEATURES, 32],
