@@ -534,7 +534,7 @@ export function stage2Map(
   protHi: number,
   mc: Memcache,
   flags: number,
-): number {
+): Ret {
   const mmu = mmuOf(pgt);
   const cb = pgt.forcePteCb;
   const forcePte = cb !== null && cb(addr, addr + size, protLo, protHi);
@@ -562,7 +562,7 @@ export function stage2Map(
   };
   const r = kvmPgtableWalk(pgt, addr, size, walker);
   mmu.tlb.dsb(); // dsb(ishst)
-  return r;
+  return r as Ret; // JUSTIFY: the map visitor returns only 0 or a negated errno.
 }
 
 /**
@@ -575,7 +575,7 @@ export function stage2Map(
  * @returns 0; -EINVAL for an owner id out of range; -ENOMEM; -ERANGE.
  * @remarks Mirrors `kvm_pgtable_stage2_set_owner()` (arch/arm64/kvm/hyp/pgtable.c).
  */
-export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: Memcache, ownerId: number): number {
+export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: Memcache, ownerId: number): Ret {
   mmuOf(pgt);
   if (!Number.isInteger(ownerId) || ownerId < 0 || ownerId > KVM_MAX_OWNER_ID) return Err.EINVAL;
   const data: Stage2MapData = {
@@ -594,7 +594,7 @@ export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: 
     arg: data,
     flags: WalkFlags.TABLE_PRE | WalkFlags.LEAF,
   };
-  return kvmPgtableWalk(pgt, addr, size, walker);
+  return kvmPgtableWalk(pgt, addr, size, walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.
 }
 
 /** `stage2_unmap_put_pte()`: clears a valid entry with TLBI (no deferral without FEAT_TLBIRANGE), drops its ref. */
@@ -656,14 +656,14 @@ function stage2UnmapWalker(ctx: VisitCtx<KvmPgtable>): number {
  *   (`stage2_unmap_defer_tlb_flush()` is false without FEAT_TLBIRANGE). A table entry is invalidated by IPA
  *   with `TLBI_TTL_UNKNOWN`, as in current upstream.
  */
-export function stage2Unmap(pgt: KvmPgtable, addr: number, size: number): number {
+export function stage2Unmap(pgt: KvmPgtable, addr: number, size: number): Ret {
   mmuOf(pgt);
   const walker: Walker<KvmPgtable> = {
     cb: stage2UnmapWalker,
     arg: pgt,
     flags: WalkFlags.LEAF | WalkFlags.TABLE_POST,
   };
-  return kvmPgtableWalk(pgt, addr, size, walker);
+  return kvmPgtableWalk(pgt, addr, size, walker) as Ret; // JUSTIFY: the unmap visitor returns 0.
 }
 
 /** `struct stage2_attr_data`. */
@@ -713,7 +713,7 @@ function stage2UpdateLeafAttrs(
   clrHi: number,
   out: LeafOut | null,
   flags: number,
-): number {
+): Ret {
   const data: Stage2AttrData = {
     setLo: setLo & KVM_PTE_LEAF_ATTR_LO,
     setHi: (setHi & KVM_PTE_LEAF_ATTR_HI_MASK) >>> 0,
@@ -724,7 +724,8 @@ function stage2UpdateLeafAttrs(
     level: 0,
   };
   const walker: Walker<Stage2AttrData> = { cb: stage2AttrWalker, arg: data, flags: flags | WalkFlags.LEAF };
-  const ret = kvmPgtableWalk(pgt, addr, size, walker);
+  // JUSTIFY: the attribute visitor returns 0 or -EAGAIN; the walk adds -ERANGE/-EINVAL/-EPERM.
+  const ret = kvmPgtableWalk(pgt, addr, size, walker) as Ret;
   if (ret !== 0) return ret;
   if (out !== null) {
     out.lo = data.lo;
@@ -739,7 +740,7 @@ function stage2UpdateLeafAttrs(
  * @returns 0; -ERANGE past ia_bits.
  * @remarks Mirrors `kvm_pgtable_stage2_wrprotect()` (arch/arm64/kvm/hyp/pgtable.c).
  */
-export function stage2Wrprotect(pgt: KvmPgtable, addr: number, size: number): number {
+export function stage2Wrprotect(pgt: KvmPgtable, addr: number, size: number): Ret {
   return stage2UpdateLeafAttrs(pgt, addr, size, 0, 0, S2AP_W_LO, 0, null, 0);
 }
 
@@ -751,7 +752,7 @@ export function stage2Wrprotect(pgt: KvmPgtable, addr: number, size: number): nu
  * @remarks Mirrors `kvm_pgtable_stage2_mkyoung()` (arch/arm64/kvm/hyp/pgtable.c); v6.10 returns the PTE,
  *   newer kernels nothing; here the PTE goes to `out`. A `dsb(ishst)` follows a successful update.
  */
-export function stage2Mkyoung(pgt: KvmPgtable, addr: number, flags: number, out: LeafOut | null): number {
+export function stage2Mkyoung(pgt: KvmPgtable, addr: number, flags: number, out: LeafOut | null): Ret {
   const ret = stage2UpdateLeafAttrs(pgt, addr, 1, S2_AF_LO, 0, 0, 0, out, flags);
   if (ret === 0) mmuOf(pgt).tlb.dsb();
   return ret;
@@ -800,7 +801,7 @@ const relaxOut: LeafOut = { lo: 0, hi: 0, level: 0 };
  * @remarks Mirrors `kvm_pgtable_stage2_relax_perms()` (arch/arm64/kvm/hyp/pgtable.c). On -EAGAIN the kernel's
  *   level is uninitialised; here the invalidation is unhinted (`TLBI_TTL_UNKNOWN`).
  */
-export function stage2Relaxperms(pgt: KvmPgtable, addr: number, protLo: number, protHi: number, flags: number): number {
+export function stage2Relaxperms(pgt: KvmPgtable, addr: number, protLo: number, protHi: number, flags: number): Ret {
   const mmu = mmuOf(pgt);
   if ((protHi & PROT_SW_HI) !== 0) return Err.EINVAL;
   let setLo = 0;
@@ -831,10 +832,10 @@ function stage2FlushWalker(ctx: VisitCtx<KvmPgtable>): number {
  * @returns 0; -ERANGE.
  * @remarks Mirrors `kvm_pgtable_stage2_flush()` (arch/arm64/kvm/hyp/pgtable.c).
  */
-export function stage2Flush(pgt: KvmPgtable, addr: number, size: number): number {
+export function stage2Flush(pgt: KvmPgtable, addr: number, size: number): Ret {
   if (stage2HasFwb(pgt)) return 0;
   const walker: Walker<KvmPgtable> = { cb: stage2FlushWalker, arg: pgt, flags: WalkFlags.LEAF };
-  return kvmPgtableWalk(pgt, addr, size, walker);
+  return kvmPgtableWalk(pgt, addr, size, walker) as Ret; // JUSTIFY: the flush visitor returns 0.
 }
 
 /** `stage2_free_walker()`: drops the reference of each counted entry, and the child table's own reference. */

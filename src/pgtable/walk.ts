@@ -16,7 +16,7 @@
  */
 
 import { granuleShift } from '../arch/granule.js';
-import { Err } from '../arch/errno.js';
+import { Err, type Ret } from '../arch/errno.js';
 import type { PhysMem, U64 } from '../mem/phys-mem.js';
 import type { PgtMmOps } from './mm-ops.js';
 import { alignDownPow2, kvmPteTable, kvmPteToPhys, pgtPageSize, ptrsPerPte } from './pte.js';
@@ -277,12 +277,13 @@ const leafWalkerObj: Walker<LeafWalkData> = { cb: leafWalker, arg: leafData, fla
  * @returns 0; -ERANGE past ia_bits; -EINVAL without a pgd.
  * @remarks Mirrors `kvm_pgtable_get_leaf()` (arch/arm64/kvm/hyp/pgtable.c).
  */
-export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): number {
+export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
   const page = pgtPageSize(pgt.granule);
   leafData.lo = 0;
   leafData.hi = 0;
   leafData.level = 0;
-  const ret = kvmPgtableWalk(pgt, alignDownPow2(addr, page), page, leafWalkerObj);
+  // JUSTIFY: the leaf visitor returns 0, so only the walk's own errors remain.
+  const ret = kvmPgtableWalk(pgt, alignDownPow2(addr, page), page, leafWalkerObj) as Ret;
   if (ret === 0) {
     out.lo = leafData.lo;
     out.hi = leafData.hi;

@@ -44,7 +44,7 @@ import {
   type Halves,
 } from '../../src/pgtable/stage2.js';
 import { kvmPgtableGetLeaf } from '../../src/pgtable/walk.js';
-import { kvmPteToPhys } from '../../src/pgtable/pte.js';
+import { kvmPhysToPteHi, kvmPhysToPteLo, kvmPteToPhys } from '../../src/pgtable/pte.js';
 import { TLBI_TTL_UNKNOWN } from '../../src/pgtable/tlb-ops.js';
 import {
   KVM_INVALID_PTE_LOCKED_LO,
@@ -463,4 +463,56 @@ t.test('SW1 state bits survive unmap/map cycles through prot (page-state round t
   const env = makeEnv();
   map(env, IPA, K4, PA, prot('RWX', { sw1: true }));
   t.equal(leaf(env, IPA).hi & (SW0_HI | SW1_HI), SW1_HI);
+});
+
+t.test('wrprotect and relax_perms act on whole L1, L2 and L3 leaves; the flush carries the leaf level', async (t) => {
+  const env = makeEnv();
+  map(env, 2 * G1, G1, G1, RW); // L1 block
+  map(env, 0x1000_0000, M2, PA, RW); // L2 block
+  map(env, 0x2000_0000, K4, PA, RW); // L3 page
+  for (const [ipa, level] of [
+    [2 * G1, 1],
+    [0x1000_0000, 2],
+    [0x2000_0000, 3],
+  ] as const) {
+    t.equal(stage2Wrprotect(env.pgt, ipa + K4 * (level === 3 ? 0 : 7), K4), 0);
+    t.equal(leaf(env, ipa).lo & S2AP_W_LO, 0, `L${level}: W cleared for the whole leaf`);
+    env.tlb.clear();
+    t.equal(stage2Relaxperms(env.pgt, ipa, KvmPgtableProt.W, 0, 0), 0);
+    t.equal(leaf(env, ipa).lo & S2AP_W_LO, S2AP_W_LO, `L${level}: W back`);
+    t.equal(env.tlb.text()[1], `ipas2e1is(1,0x${ipa.toString(16)},${level})`);
+  }
+});
+
+for (const [granule, iaBits, page, block] of [
+  ['16k', 40, 0x4000, 0x200_0000],
+  ['64k', 42, 0x1_0000, 0x2000_0000],
+] as const) {
+  t.test(`${granule} granule: pages and level-2 blocks, OA round trip, tables freed`, async (t) => {
+    const env = makeEnv({ granule, iaBits });
+    const out = newLeafOut();
+    const ipa = 4 * block;
+    t.equal(stage2Map(env.pgt, ipa, 2 * block + page, 0x4000_0000, RW.lo, RW.hi, env.mc, 0), 0);
+    t.equal(kvmPgtableGetLeaf(env.pgt, ipa + block + page, out), 0);
+    t.equal(out.level, 2, 'block');
+    t.equal(kvmPteToPhys(out.lo, out.hi, granule), 0x4000_0000 + block);
+    t.equal(kvmPgtableGetLeaf(env.pgt, ipa + 2 * block, out), 0);
+    t.equal(out.level, 3, 'page');
+    t.equal(out.lo & DESC_TYPE_LO, DESC_TYPE_LO);
+    t.equal(kvmPteToPhys(out.lo, out.hi, granule), 0x4000_0000 + 2 * block);
+    t.equal(kvmPgtableGetLeaf(env.pgt, ipa + 2 * block + page, out), 0);
+    t.equal(out.lo & DESC_VALID_LO, 0, 'nothing after the last page');
+    t.equal(stage2Unmap(env.pgt, 0, 2 ** iaBits), 0);
+    t.equal(env.pool.usedPages, env.basePages);
+    t.same(env.warnings, []);
+  });
+}
+
+t.test('PTE output-address packing: 64K keeps PA[51:48] in bits[15:12]; 4K/16K use bits[47:G]', async (t) => {
+  const pa52 = 0xf_1234_5678_0000;
+  t.equal(kvmPteToPhys(kvmPhysToPteLo(pa52, '64k'), kvmPhysToPteHi(pa52), '64k'), pa52);
+  const pa48 = 0xabcd_1234_c000;
+  t.equal(kvmPteToPhys(kvmPhysToPteLo(pa48, '16k'), kvmPhysToPteHi(pa48), '16k'), pa48);
+  t.equal(kvmPteToPhys(kvmPhysToPteLo(pa48 + 0x1000, '4k'), kvmPhysToPteHi(pa48), '4k'), pa48 + 0x1000);
+  t.equal(kvmPhysToPteLo(0x1234_5fff, '4k'), 0x1234_5000, 'offset bits dropped');
 });
