@@ -40,11 +40,9 @@ export class HypLocks {
     const bit = 1 << l;
     assert((this.held & bit) === 0, `${NAMES[l]} taken twice`);
     assert(this.held < bit, `${NAMES[l]} taken out of order (held mask 0b${this.held.toString(2)})`);
+    assert(l !== HypLock.GUEST || vmIdx >= 0, 'guest lock needs a VM');
     this.held |= bit;
-    if (l === HypLock.GUEST) {
-      assert(vmIdx >= 0, 'guest lock needs a VM');
-      this.currentVm = vmIdx;
-    }
+    if (l === HypLock.GUEST) this.currentVm = vmIdx;
   }
 
   /** Releases `l`; throws when it is not held. */
