@@ -78,7 +78,7 @@ export function decodeCpuFeatures(
   mmfr2Lo: number,
   mmfr2Hi: number,
 ): CpuFeatures {
-  void mmfr1Hi;
+  void mmfr1Hi; // ID_AA64MMFR1_EL1[63:32] holds no field stage 2 depends on (ETS, HCX, AFP, … are out of scope).
   const paRange = Math.min(field(mmfr0Lo, 3, 0), 6);
   const tgran16 = field(mmfr0Lo, 23, 20);
   const tgran64 = field(mmfr0Lo, 27, 24);

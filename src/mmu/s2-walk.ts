@@ -74,10 +74,18 @@ function fail(out: WalkResult, type: FaultType, level: number): FaultType {
  *
  * @remarks A permitted WRITE may still need a walk to set the dirty state: see {@link s2NeedsHwUpdate}.
  */
-export function s2PermFault(cfg: S2Config, descLo: number, descHi: number, access: AccessKind, flags: number): boolean {
+export function s2PermFault(
+  cfg: S2Config,
+  descLo: number,
+  descHi: number,
+  access: AccessKind,
+  flags: number,
+): boolean {
   switch (access) {
     case AccessKind.READ:
-      if ((flags & WalkFlag.S1PTW) !== 0 && cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) return true;
+      if ((flags & WalkFlag.S1PTW) !== 0 && cfg.ptw && s2MemAttrIsDevice(s2DescMemAttr(descLo), cfg.fwb)) {
+        return true;
+      }
       return (descLo & S2AP_R_LO) === 0;
     case AccessKind.WRITE:
       if ((flags & WalkFlag.S1PTW) !== 0) {
@@ -103,7 +111,13 @@ export function s2PermFault(cfg: S2Config, descLo: number, descHi: number, acces
  * Whether a permitted access to this leaf makes the hardware write the descriptor: AF = 0 with HA, or a WRITE (not
  * AT) to a DBM=1, S2AP[1]=0 leaf with HD (arm-s2.md §4.7). A TLB hit path re-walks when this is true.
  */
-export function s2NeedsHwUpdate(cfg: S2Config, descLo: number, descHi: number, access: AccessKind, flags: number): boolean {
+export function s2NeedsHwUpdate(
+  cfg: S2Config,
+  descLo: number,
+  descHi: number,
+  access: AccessKind,
+  flags: number,
+): boolean {
   if (cfg.ha && (descLo & S2_AF_LO) === 0) return true;
   return (
     access === AccessKind.WRITE &&
