@@ -10,6 +10,11 @@
  * `stage2_make_pte()` publishes the new entry. Changes of software bits only are written in place (V1 83/89).
  * Every descriptor store goes through {@link PhysMem.writeDesc}, the model's observed descriptor-write API.
  *
+ * Differences from the 2022 series' base (v5.18, pkvm.md §7.3–7.4), kept out of the model on purpose: v5.18 broke
+ * an entry by writing zero instead of the LOCKED marker, replaced a table by a block through the "anchor"
+ * (TABLE_POST) scheme with a whole-VMID flush, and returned every visitor error including -EAGAIN (here: pass
+ * `HANDLE_FAULT`). Observable outcomes (final tables, TLBIs issued before each make, refcounts) are the same.
+ *
  * Refcounts (pkvm.md §7.6, §9.17): a table page holds 1 (allocation) + one per counted entry, and an entry is
  * counted when it is non-zero (`stage2_pte_is_counted()`): valid mappings and owner annotations alike.
  */

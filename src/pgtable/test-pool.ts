@@ -5,8 +5,8 @@
  * on allocation. Tests use it to bound the pool (N pages → -ENOMEM); EL2 may reuse or replace it.
  *
  * The memcache argument is honoured when it is a {@link PageStackMemcache} (pages are popped from it, as
- * `guest_s2_zalloc_page()` pops the vCPU's hyp memcache); any other non-null memcache means "the pool itself"
- * (as the host stage-2 passes `&host_s2_pool`).
+ * `guest_s2_zalloc_page()` pops the vCPU's hyp memcache; fill it with {@link PgtPagePool.topup} so that its pages
+ * have refcounts here); any other memcache means "the pool itself" (as the host stage-2 passes `&host_s2_pool`).
  */
 
 import { assert } from '../arch/assert.js';

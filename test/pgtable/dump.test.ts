@@ -38,7 +38,7 @@ t.test('a 2M block, then 4K pages: exact lines, widths and columns', async (t) =
   t.notOk(lines.some((l) => l.includes('Guest IPA') && l !== lines[0]), 'one header only');
 });
 
-t.test('two invalid level-1 runs are not merged across a level change; empty levels coalesce', async (t) => {
+t.test('the final run is never printed; empty entries of one level coalesce (quirk)', async (t) => {
   const env = makeEnv({ iaBits: 40 });
   const text = dumpStage2(env.pgt);
   t.equal(text, '---[ Guest IPA ]---\n', 'an empty table prints only the header (the final run is never flushed)');

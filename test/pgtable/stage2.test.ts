@@ -256,7 +256,7 @@ t.test('BBM on a changed mapping: LOCKED, TLBI by IPA (IPAS2E1IS, DSB, VMALLE1IS
   t.equal(env.pool.pageCount(tablePageOf(env, IPA, 3)), 2, 'put then get: net zero');
 });
 
-t.test('identical or permission-only remap: nothing written; -EAGAIN only with HANDLE_FAULT (6.x vs V1)', async (t) => {
+t.test('identical or permission-only remap writes nothing; -EAGAIN only with HANDLE_FAULT (quirk)', async (t) => {
   const env = makeEnv();
   map(env, IPA, K4, PA, RW);
   env.writes.length = 0;
