@@ -135,8 +135,11 @@ export function dumpStage2(pgt: KvmPgtable): string {
 
 /** Geometry of a raw stage-2 table in memory. */
 export interface RawStage2Geometry {
+  /** Translation granule (VTCR_EL2.TG0). */
   readonly granule: Granule;
+  /** Input address bits (64 − VTCR_EL2.T0SZ). */
   readonly iaBits: number;
+  /** Start level (from VTCR_EL2.SL0). */
   readonly startLevel: number;
 }
 

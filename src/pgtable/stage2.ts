@@ -226,7 +226,9 @@ export function stage2HasFwb(pgt: KvmPgtable): boolean {
 
 /** A preallocated pair of halves (a prot value or descriptor attributes). */
 export interface Halves {
+  /** Bits[31:0]. */
   lo: number;
+  /** Bits[63:32]. */
   hi: number;
 }
 
@@ -888,7 +890,7 @@ export function stage2Destroy(pgt: KvmPgtable): void {
 
 /**
  * Table pages one page-granular fault may need in the worst case: one per level below the start level.
- * @remarks Mirrors `kvm_mmu_cache_min_pages()` (arch/arm64/include/asm/kvm_mmu.h: `kvm_stage2_levels() − 1`).
+ * @remarks Mirrors `kvm_mmu_cache_min_pages()` (arch/arm64/include/asm/stage2_pgtable.h: `kvm_stage2_levels() − 1`).
  */
 export function kvmMmuCacheMinPages(pgt: KvmPgtable): number {
   return KVM_PGTABLE_LAST_LEVEL - pgt.startLevel;
