@@ -75,7 +75,7 @@ function regText(v: U64Val, isX0: boolean): string {
     if (signed === -2) return 'NOT_REQUIRED';
     if (signed === -3) return 'INVALID_PARAMETER';
   }
-  if (signed !== null && signed < 0 && signed >= -4095) return errnoName(signed);
+  if (signed !== null && signed <= 0 && signed >= -4095) return errnoName(signed);
   return hexU64(v);
 }
 

@@ -10,7 +10,9 @@ import { pathToFileURL } from 'node:url';
 import { ExitCode, type CliIo, type Command } from './command.js';
 import { checkCommand } from './commands/check.js';
 import { decodeCommand } from './commands/decode.js';
+import { demoCommand } from './commands/demo.js';
 import { qemuDiffCommand } from './commands/qemu-diff.js';
+import { runCommand } from './commands/run.js';
 import { walkCommand } from './commands/walk.js';
 
 /** Every subcommand, in the order `s2emu --help` lists them. */
@@ -19,6 +21,8 @@ export const COMMANDS: readonly Command[] = [
   decodeCommand,
   walkCommand,
   qemuDiffCommand,
+  runCommand,
+  demoCommand,
 ];
 
 /** The top-level help text. */
