@@ -19,7 +19,7 @@
  * counted when it is non-zero (`stage2_pte_is_counted()`): valid mappings and owner annotations alike.
  */
 
-import { assert } from '../arch/assert.js';
+import { assert, assertNever } from '../arch/assert.js';
 import { Err, type Ret } from '../arch/errno.js';
 import { granuleShift, levelShift, type Granule } from '../arch/granule.js';
 import {
@@ -505,8 +505,10 @@ function stage2MapWalker(ctx: VisitCtx<Stage2MapData>, visit: WalkVisit): number
       return stage2MapWalkTablePre(ctx);
     case WalkFlags.LEAF:
       return stage2MapWalkLeaf(ctx);
+    case WalkFlags.TABLE_POST:
+      return Err.EINVAL; // never requested by the map walks; the kernel's default case
     default:
-      return Err.EINVAL;
+      return assertNever(visit, 'walk visit');
   }
 }
 
