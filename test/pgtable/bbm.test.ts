@@ -4,6 +4,9 @@
  * (Permission restrictions such as wrprotect need a caller TLBI; the checker flags those only on a TLB hit.)
  */
 import t from 'tap';
+import { FaultType } from '../../src/arch/fault.js';
+import { AccessKind, s2Walk } from '../../src/mmu/s2-walk.js';
+import { WalkResult } from '../../src/mmu/walk-result.js';
 import { kvmPgtableGetLeaf } from '../../src/pgtable/walk.js';
 import {
   stage2Destroy,
@@ -57,3 +60,32 @@ t.test('a scripted mix of every operation leaves the BBM checker silent', async 
   stage2Destroy(w.pgt);
   t.same(w.warnings, []);
 });
+
+for (const [granule, iaBits, page, block] of [
+  ['4k', 40, 0x1000, 0x20_0000],
+  ['16k', 40, 0x4000, 0x200_0000],
+  ['64k', 40, 0x1_0000, 0x2000_0000],
+] as const) {
+  t.test(`${granule}: the hardware walker agrees with get_leaf after map/unmap (differential)`, async (t) => {
+    const w = hwWorld(false, 7, granule, iaBits);
+    const RW = prot('RW');
+    const base = 2 * block;
+    t.equal(stage2Map(w.pgt, base, block + 3 * page, 0x4000_0000, RW.lo, RW.hi, w.pool, 0), 0);
+    t.equal(stage2Unmap(w.pgt, base + block + page, page), 0);
+    t.equal(stage2SetOwner(w.pgt, base + block + 2 * page, page, w.pool, 2), 0);
+    const hw = new WalkResult();
+    const l = newLeafOut();
+    for (const off of [0, page, block - page, block, block + page, block + 2 * page, block + 3 * page, 4 * block]) {
+      const ipa = base + off;
+      t.equal(kvmPgtableGetLeaf(w.pgt, ipa, l), 0);
+      const fault = s2Walk(w.mem, w.cfg, ipa, AccessKind.READ, 0, hw, null);
+      if ((l.lo & 1) === 0) {
+        t.same([fault, hw.level], [FaultType.TRANSLATION, l.level], `+0x${off.toString(16)} unmapped`);
+      } else {
+        t.same([fault, hw.pa], [FaultType.NONE, 0x4000_0000 + off], `+0x${off.toString(16)} mapped`);
+      }
+    }
+    t.same(w.checker.violations, []);
+    t.same(w.warnings, []);
+  });
+}
