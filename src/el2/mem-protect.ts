@@ -20,7 +20,7 @@ import { Err, type Ret } from '../arch/errno.js';
 import type { PhysMem } from '../mem/phys-mem.js';
 import type { Memcache } from '../pgtable/mm-ops.js';
 import { kvmPgtableHypMap, kvmPgtableHypUnmap } from '../pgtable/hyp.js';
-import { kvmPteToPhys, kvmPteValid } from '../pgtable/pte.js';
+import { kvmLevelSupportsBlockMapping, kvmPteToPhys, kvmPteValid } from '../pgtable/pte.js';
 import { kvmMmuCacheMinPages, stage2Map, stage2SetOwner, stage2Unmap } from '../pgtable/stage2.js';
 import {
   KVM_PGTABLE_LAST_LEVEL,
@@ -577,7 +577,7 @@ export function findMemRange(mem: PhysMem, addr: number, range: MemRange): boole
  * Chooses the identity-map window for a host fault at `addr`: -EAGAIN when already mapped, -EPERM when annotated
  * (not the host's), otherwise the largest block-capable granule window around `addr` inside `range`.
  * Mirrors `host_stage2_adjust_range()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c), including its loop, which tests
- * the next level's block support against the current window.
+ * the next level's block support against the current window (so a fitting window at the walk's level is kept).
  * @remarks Requires the host lock.
  */
 function hostStage2AdjustRangeLocked(hyp: Hyp, addr: number, range: MemRange): Ret {
@@ -594,7 +594,7 @@ function hostStage2AdjustRangeLocked(hyp: Hyp, addr: number, range: MemRange): R
     start = addr - (addr % granule);
     end = start + granule;
     level++;
-  } while (level < 4 && !((level === 1 || level === 2) && start >= range.start && end <= range.end));
+  } while (level < 4 && !(kvmLevelSupportsBlockMapping(hyp.hostPgt.granule, level) && start >= range.start && end <= range.end));
   range.start = start;
   range.end = end;
   return 0;
