@@ -83,13 +83,42 @@ export interface TlbOptions {
   readonly capacity?: number;
 }
 
-/** Entry copy flags. */
+/**
+ * Entry layout: one entry is 8 float64 slots (64 bytes, one cache line) in a single `Float64Array`, so a hit touches
+ * the bucket word and one line. Doubles hold every field exactly (integers below 2^53).
+ *
+ *   slot  field
+ *   0     tag = IPA >> shift (IPA / 2^shift, floored)
+ *   1     key = vmid * 64 + shift (−1 when free)
+ *   2     PA of the block/page base
+ *   3     PA of the leaf descriptor
+ *   4, 5  the descriptor's halves as filled
+ *   6     packed: MemAttr[3:0] | S2AP<<4 | SH<<6 | XN<<8 | SW<<10 | AF<<14 | DBM<<15 | Cont<<16 | (level+1)<<17 |
+ *         copies<<20
+ *   7     shift (log2 of the entry's size)
+ * The hash chain lives in its own Int32Array, so that chain indices stay int32 in optimised code.
+ */
+const STRIDE = 8;
+const F_TAG = 0;
+const F_KEY = 1;
+const F_PABASE = 2;
+const F_DESCPA = 3;
+const F_LO = 4;
+const F_HI = 5;
+const F_ATTR = 6;
+const F_SHIFT = 7;
+
+const A_AF = 1 << 14;
+const A_DBM = 1 << 15;
+const A_CONT = 1 << 16;
+const A_LEVEL_SHIFT = 17;
+const A_COPIES_SHIFT = 20;
+/** Entry copy flags (see the file header). */
 const COPY_S2 = 1;
 const COPY_C = 2;
-/** Packed boolean leaf attributes. */
-const ATTR_AF = 1;
-const ATTR_DBM = 2;
-const ATTR_CONT = 4;
+const A_COPY_S2 = COPY_S2 << A_COPIES_SHIFT;
+const A_COPY_C = COPY_C << A_COPIES_SHIFT;
+const A_COPIES = (COPY_S2 | COPY_C) << A_COPIES_SHIFT;
 
 const MAX_SHIFT = 64;
 const INITIAL_UNBOUNDED = 1024;
@@ -128,21 +157,7 @@ export class Tlb {
   evictions = 0;
 
   private slots = 0;
-  private eVmid: Int32Array = new Int32Array(0);
-  private eShift: Uint8Array = new Uint8Array(0);
-  private eTag: Float64Array = new Float64Array(0);
-  private ePaBase: Float64Array = new Float64Array(0);
-  private eDescPa: Float64Array = new Float64Array(0);
-  private eDescLo: Uint32Array = new Uint32Array(0);
-  private eDescHi: Uint32Array = new Uint32Array(0);
-  private eLevel: Int8Array = new Int8Array(0);
-  private eMemAttr: Uint8Array = new Uint8Array(0);
-  private eS2ap: Uint8Array = new Uint8Array(0);
-  private eSh: Uint8Array = new Uint8Array(0);
-  private eXn: Uint8Array = new Uint8Array(0);
-  private eSw: Uint8Array = new Uint8Array(0);
-  private eAttr: Uint8Array = new Uint8Array(0);
-  private eCopies: Uint8Array = new Uint8Array(0);
+  private ent: Float64Array = new Float64Array(0);
   private eNext: Int32Array = new Int32Array(0);
   private eLivePos: Int32Array = new Int32Array(0);
   private live: Int32Array = new Int32Array(0);
@@ -184,24 +199,70 @@ export class Tlb {
    * true; `out` is untouched on a miss. Permission is not checked here (the caller checks the cached leaf).
    */
   lookup(vmid: number, ipa: number, out: WalkResult): boolean {
+    // Split in two small functions so that V8 can inline both into the caller (S2Mmu.translate).
+    const i = this.lookupIndex(vmid, ipa);
+    if (i < 0) {
+      this.misses++;
+      return false;
+    }
+    this.hits++;
+    this.fillOut(i, ipa, out);
+    return true;
+  }
+
+  /** The entry translating `ipa` for `vmid` (smallest size first), or −1. */
+  private lookupIndex(vmid: number, ipa: number): number {
     const n = this.nShifts;
+    const ent = this.ent;
+    const buckets = this.buckets;
+    const next = this.eNext;
+    const hashShift = this.hashShift;
+    const vmidHash = Math.imul(vmid + 1, 0x165667b1);
     for (let k = 0; k < n; k++) {
       const shift = this.shifts[k]!; // JUSTIFY: k < nShifts.
       const tag = Math.floor(ipa * INV_POW2[shift]!); // JUSTIFY: shift < 64.
-      let i = this.buckets[this.hash(vmid, tag, shift)]!; // JUSTIFY: hash < buckets.length.
+      const key = vmid * 64 + shift;
+      // Same function as hash(), by hand. JUSTIFY: `tag >>> 0` is ToUint32, exact modulo 2^32.
+      let i = buckets[Math.imul((tag >>> 0) ^ vmidHash ^ Math.imul(shift, 0x27d4eb2f), 0x9e3779b1) >>> hashShift]!;
       while (i >= 0) {
-        if (this.eTag[i] === tag && this.eVmid[i] === vmid && this.eShift[i] === shift) {
-          this.hits++;
-          // A stage-2-only copy alone still translates, and allocates the combined copy again.
-          this.eCopies[i] = COPY_S2 | COPY_C;
-          this.fillOut(i, ipa, tag, shift, out);
-          return true;
-        }
-        i = this.eNext[i]!; // JUSTIFY: i is a valid entry index.
+        const o = i * STRIDE;
+        if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) return i;
+        i = next[i]!;
       }
     }
-    this.misses++;
-    return false;
+    return -1;
+  }
+
+  /** Fills `out` from entry `i` for an access to `ipa`, and revives its combined copy. */
+  private fillOut(i: number, ipa: number, out: WalkResult): void {
+    const ent = this.ent;
+    const o = i * STRIDE;
+    let attr = ent[o + F_ATTR]! | 0;
+    // A stage-2-only copy alone still translates, and allocates the combined copy again.
+    if ((attr & A_COPIES) !== A_COPIES) {
+      attr |= A_COPIES;
+      ent[o + F_ATTR] = attr;
+    }
+    const shift = ent[o + F_SHIFT]!;
+    out.fault = FaultType.NONE;
+    out.level = 0; // as s2Walk leaves it on success (the fault level is meaningless then)
+    out.s1ptw = false;
+    out.ipa = ipa;
+    out.pa = ent[o + F_PABASE]! + (ipa - ent[o + F_TAG]! * POW2[shift]!);
+    out.leafLevel = ((attr >>> A_LEVEL_SHIFT) & 7) - 1;
+    out.leafShift = shift;
+    out.descPa = ent[o + F_DESCPA]!;
+    out.descLo = ent[o + F_LO]!;
+    out.descHi = ent[o + F_HI]!;
+    out.memAttr = attr & 0xf;
+    out.s2ap = (attr >>> 4) & 3;
+    out.sh = (attr >>> 6) & 3;
+    out.xn = (attr >>> 8) & 3;
+    out.af = (attr & A_AF) !== 0;
+    out.dbm = (attr & A_DBM) !== 0;
+    out.sw = (attr >>> 10) & 0xf;
+    out.cont = (attr & A_CONT) !== 0;
+    out.hwUpdated = false;
   }
 
   /**
@@ -223,21 +284,24 @@ export class Tlb {
       i = this.freeList[--this.freeCount]!; // JUSTIFY: freeCount > 0 after grow/evict.
       this.link(i, vmid, tag, shift);
     }
-    const offset = ipa - tag * POW2[shift]!; // JUSTIFY: shift < 64.
-    this.ePaBase[i] = res.pa - offset;
-    this.eDescPa[i] = res.descPa;
-    this.eDescLo[i] = res.descLo;
-    this.eDescHi[i] = res.descHi;
-    this.eLevel[i] = res.leafLevel;
-    this.eMemAttr[i] = res.memAttr;
-    this.eS2ap[i] = res.s2ap;
-    this.eSh[i] = res.sh;
-    this.eXn[i] = res.xn;
-    this.eSw[i] = res.sw;
-    this.eAttr[i] = (res.af ? ATTR_AF : 0) | (res.dbm ? ATTR_DBM : 0) | (res.cont ? ATTR_CONT : 0);
-    this.eCopies[i] = COPY_S2 | COPY_C;
+    const ent = this.ent;
+    const o = i * STRIDE;
+    ent[o + F_PABASE] = res.pa - (ipa - tag * POW2[shift]!); // JUSTIFY: shift < 64.
+    ent[o + F_DESCPA] = res.descPa;
+    ent[o + F_LO] = res.descLo >>> 0;
+    ent[o + F_HI] = res.descHi >>> 0;
+    ent[o + F_ATTR] =
+      (res.memAttr & 0xf) |
+      ((res.s2ap & 3) << 4) |
+      ((res.sh & 3) << 6) |
+      ((res.xn & 3) << 8) |
+      ((res.sw & 0xf) << 10) |
+      (res.af ? A_AF : 0) |
+      (res.dbm ? A_DBM : 0) |
+      (res.cont ? A_CONT : 0) |
+      ((res.leafLevel + 1) << A_LEVEL_SHIFT) |
+      A_COPIES;
   }
-
   /**
    * `TLBI IPAS2E1IS` (and IPAS2E1, IPAS2E1OS): removes the stage-2-only copy of every entry of `vmid` that
    * translates `ipa`, at any level. Combined copies stay (see the file header).
@@ -270,7 +334,7 @@ export class Tlb {
 
   /** `TLBI VMALLS12E1IS`: removes every entry of `vmid`. Mirrors the TLBI in `__kvm_tlb_flush_vmid()` (nvhe/tlb.c). */
   vmalls12e1is(vmid: number): void {
-    this.removeWhere(vmid, COPY_S2 | COPY_C);
+    this.removeWhere(vmid, A_COPIES);
     this.report(TlbiOp.VMALLS12E1IS, vmid, -1, undefined);
   }
 
@@ -285,7 +349,7 @@ export class Tlb {
    * VMALLE1IS that is not preceded by IPAS2E1IS leaves translations that the next lookup revives.
    */
   vmalle1is(vmid: number): void {
-    this.removeWhere(vmid, COPY_C);
+    this.removeWhere(vmid, A_COPY_C);
     this.report(TlbiOp.VMALLE1IS, vmid, -1, undefined);
   }
 
@@ -296,7 +360,7 @@ export class Tlb {
 
   /** `TLBI ALLE1IS`: removes every entry of every VMID. Mirrors the TLBI in `__kvm_flush_vm_context()`. */
   alle1is(): void {
-    this.removeWhere(-1, COPY_S2 | COPY_C);
+    this.removeWhere(-1, A_COPIES);
     this.report(TlbiOp.ALLE1IS, -1, -1, undefined);
   }
 
@@ -324,47 +388,49 @@ export class Tlb {
 
   /** Which copies entry `i` holds: bit 0 = stage-2-only, bit 1 = combined (0 when `i` is −1). For tests. */
   copiesOf(i: number): number {
-    return i < 0 ? 0 : this.eCopies[i]!; // JUSTIFY: i from probe().
+    return i < 0 ? 0 : (this.ent[i * STRIDE + F_ATTR]! >>> A_COPIES_SHIFT) & 3; // JUSTIFY: i from probe().
   }
 
   /** Number of live entries tagged `vmid`. */
   countVmid(vmid: number): number {
     let n = 0;
-    for (let k = 0; k < this.liveCount; k++) if (this.eVmid[this.live[k]!] === vmid) n++; // JUSTIFY: k < liveCount.
+    for (let k = 0; k < this.liveCount; k++) if (this.vmidOf(this.live[k]!) === vmid) n++; // JUSTIFY: k < liveCount.
     return n;
   }
 
   /**
    * Re-checks every structural invariant (v86 `CHECK_TLB_INVARIANTS`): the valid list, the free list and the hash
-   * chains describe the same set exactly once, keys are unique, per-size counts match, and live entries hold a
+   * chains describe the same set exactly once, keys are unique, per-size counts match, live entries hold a
    * copy, and every PA base is aligned to its entry's size. Throws {@link InvariantError} on the first breach.
    */
   checkInvariants(): void {
+    const ent = this.ent;
     assert(this.liveCount + this.freeCount === this.slots, 'TLB: live + free != slots');
     const seen = new Uint8Array(this.slots);
     for (let k = 0; k < this.liveCount; k++) {
       const i = this.live[k]!; // JUSTIFY: k < liveCount.
+      const o = i * STRIDE;
       assert(this.eLivePos[i] === k, `TLB: livePos of ${i}`);
-      assert(this.eVmid[i]! >= 0, `TLB: live entry ${i} has no VMID`);
-      assert(this.eCopies[i] !== 0, `TLB: live entry ${i} holds no copy`);
+      assert(ent[o + F_KEY]! >= 0, `TLB: live entry ${i} has no VMID`);
+      assert((ent[o + F_ATTR]! & A_COPIES) !== 0, `TLB: live entry ${i} holds no copy`);
       assert(seen[i] === 0, `TLB: entry ${i} listed twice`);
       seen[i] = 1;
-      const shift = this.eShift[i]!;
-      assert(this.ePaBase[i]! % POW2[shift]! === 0, `TLB: entry ${i} PA base not aligned to its size`);
+      assert(ent[o + F_PABASE]! % POW2[this.shiftOf(i)]! === 0, `TLB: entry ${i} PA base not aligned to its size`);
     }
     for (let k = 0; k < this.freeCount; k++) {
       const i = this.freeList[k]!;
       assert(seen[i] === 0, `TLB: free entry ${i} is also live or free twice`);
-      assert(this.eVmid[i] === -1, `TLB: free entry ${i} keeps a VMID`);
+      assert(ent[i * STRIDE + F_KEY] === -1, `TLB: free entry ${i} keeps a key`);
       seen[i] = 2;
     }
     let chained = 0;
     for (let b = 0; b < this.buckets.length; b++) {
       for (let i = this.buckets[b]!; i >= 0; i = this.eNext[i]!) {
+        const o = i * STRIDE;
         assert(seen[i] === 1, `TLB: bucket ${b} chains non-live entry ${i}`);
-        assert(this.hash(this.eVmid[i]!, this.eTag[i]!, this.eShift[i]!) === b, `TLB: entry ${i} in wrong bucket`);
+        assert(this.hash(this.vmidOf(i), ent[o + F_TAG]!, this.shiftOf(i)) === b, `TLB: entry ${i} in wrong bucket`);
         for (let j = this.eNext[i]!; j >= 0; j = this.eNext[j]!) {
-          const same = this.eVmid[j] === this.eVmid[i] && this.eTag[j] === this.eTag[i] && this.eShift[j] === this.eShift[i];
+          const same = ent[j * STRIDE + F_KEY] === ent[o + F_KEY] && ent[j * STRIDE + F_TAG] === ent[o + F_TAG];
           assert(!same, `TLB: duplicate key in entries ${i} and ${j}`);
         }
         chained++;
@@ -373,7 +439,7 @@ export class Tlb {
     }
     assert(chained === this.liveCount, 'TLB: hash chains do not hold every live entry');
     const counts = new Int32Array(MAX_SHIFT);
-    for (let k = 0; k < this.liveCount; k++) counts[this.eShift[this.live[k]!]!]!++;
+    for (let k = 0; k < this.liveCount; k++) counts[this.shiftOf(this.live[k]!)]!++;
     let inUse = 0;
     for (let s = 0; s < MAX_SHIFT; s++) {
       assert(counts[s] === this.shiftCount[s], `TLB: count of size 2^${s}`);
@@ -386,6 +452,14 @@ export class Tlb {
 
   // --- internals -------------------------------------------------------------------------------------------
 
+  private vmidOf(i: number): number {
+    return Math.floor(this.ent[i * STRIDE + F_KEY]! / 64);
+  }
+
+  private shiftOf(i: number): number {
+    return this.ent[i * STRIDE + F_SHIFT]!;
+  }
+
   private hash(vmid: number, tag: number, shift: number): number {
     // JUSTIFY: `tag >>> 0` is ToUint32 (exact modulo 2^32); the high tag bits only lengthen a chain.
     const h = Math.imul((tag >>> 0) ^ Math.imul(vmid + 1, 0x165667b1) ^ Math.imul(shift, 0x27d4eb2f), 0x9e3779b1);
@@ -394,50 +468,34 @@ export class Tlb {
 
   private find(vmid: number, tag: number, shift: number): number {
     if (this.slots === 0) return -1;
+    const ent = this.ent;
+    const key = vmid * 64 + shift;
     let i = this.buckets[this.hash(vmid, tag, shift)]!;
     while (i >= 0) {
-      if (this.eTag[i] === tag && this.eVmid[i] === vmid && this.eShift[i] === shift) return i;
+      const o = i * STRIDE;
+      if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) return i;
       i = this.eNext[i]!;
     }
     return -1;
   }
 
-  private fillOut(i: number, ipa: number, tag: number, shift: number, out: WalkResult): void {
-    const attr = this.eAttr[i]!;
-    const level = this.eLevel[i]!;
-    out.fault = FaultType.NONE;
-    out.level = 0; // as s2Walk leaves it on success (the fault level is meaningless then)
-    out.s1ptw = false;
-    out.ipa = ipa;
-    out.pa = this.ePaBase[i]! + (ipa - tag * POW2[shift]!);
-    out.leafLevel = level;
-    out.leafShift = shift;
-    out.descPa = this.eDescPa[i]!;
-    out.descLo = this.eDescLo[i]!;
-    out.descHi = this.eDescHi[i]!;
-    out.memAttr = this.eMemAttr[i]!;
-    out.s2ap = this.eS2ap[i]!;
-    out.sh = this.eSh[i]!;
-    out.xn = this.eXn[i]!;
-    out.af = (attr & ATTR_AF) !== 0;
-    out.dbm = (attr & ATTR_DBM) !== 0;
-    out.sw = this.eSw[i]!;
-    out.cont = (attr & ATTR_CONT) !== 0;
-    out.hwUpdated = false;
+  /** Clears copy bits `copies` (attr-positioned) of entry `i`; frees it when none is left. Returns true if freed. */
+  private dropCopies(i: number, copies: number): boolean {
+    const o = i * STRIDE + F_ATTR;
+    const attr = this.ent[o]! & ~copies;
+    if ((attr & A_COPIES) === 0) {
+      this.unlink(i);
+      return true;
+    }
+    this.ent[o] = attr;
+    return false;
   }
 
   private invalidateIpa(vmid: number, ipa: number): void {
     for (let k = 0; k < this.nShifts; k++) {
       const shift = this.shifts[k]!;
       const i = this.find(vmid, Math.floor(ipa * INV_POW2[shift]!), shift);
-      if (i < 0) continue;
-      const left = this.eCopies[i]! & ~COPY_S2;
-      if (left === 0) {
-        this.unlink(i);
-        k--; // the list of sizes may have shrunk under us
-        continue;
-      }
-      this.eCopies[i] = left;
+      if (i >= 0 && this.dropCopies(i, A_COPY_S2)) k--; // the list of sizes may have shrunk under us
     }
   }
 
@@ -446,14 +504,8 @@ export class Tlb {
     let k = 0;
     while (k < this.liveCount) {
       const i = this.live[k]!;
-      if (vmid < 0 || this.eVmid[i] === vmid) {
-        const left = this.eCopies[i]! & ~copies;
-        if (left === 0) {
-          this.unlink(i); // swaps the last live entry into position k
-          continue;
-        }
-        this.eCopies[i] = left;
-      }
+      // dropCopies may swap the last live entry into position k: examine k again then.
+      if ((vmid < 0 || this.vmidOf(i) === vmid) && this.dropCopies(i, copies)) continue;
       k++;
     }
   }
@@ -464,9 +516,11 @@ export class Tlb {
   }
 
   private link(i: number, vmid: number, tag: number, shift: number): void {
-    this.eVmid[i] = vmid;
-    this.eTag[i] = tag;
-    this.eShift[i] = shift;
+    const o = i * STRIDE;
+    const ent = this.ent;
+    ent[o + F_TAG] = tag;
+    ent[o + F_KEY] = vmid * 64 + shift;
+    ent[o + F_SHIFT] = shift;
     const b = this.hash(vmid, tag, shift);
     this.eNext[i] = this.buckets[b]!;
     this.buckets[b] = i;
@@ -476,8 +530,10 @@ export class Tlb {
   }
 
   private unlink(i: number): void {
-    const shift = this.eShift[i]!;
-    const b = this.hash(this.eVmid[i]!, this.eTag[i]!, shift);
+    const ent = this.ent;
+    const o = i * STRIDE;
+    const shift = this.shiftOf(i);
+    const b = this.hash(this.vmidOf(i), ent[o + F_TAG]!, shift);
     let p = this.buckets[b]!;
     if (p === i) this.buckets[b] = this.eNext[i]!;
     else {
@@ -489,8 +545,8 @@ export class Tlb {
     this.live[pos] = last;
     this.eLivePos[last] = pos;
     this.eLivePos[i] = -1;
-    this.eVmid[i] = -1;
-    this.eCopies[i] = 0;
+    ent[o + F_KEY] = -1;
+    ent[o + F_ATTR] = 0;
     this.eNext[i] = -1;
     this.freeList[this.freeCount++] = i;
     if (--this.shiftCount[shift]! === 0) this.removeShift(shift);
@@ -522,21 +578,8 @@ export class Tlb {
   /** Allocates empty storage for `n` entries. */
   private allocate(n: number): void {
     this.slots = n;
-    this.eVmid = new Int32Array(n).fill(-1);
-    this.eShift = new Uint8Array(n);
-    this.eTag = new Float64Array(n);
-    this.ePaBase = new Float64Array(n);
-    this.eDescPa = new Float64Array(n);
-    this.eDescLo = new Uint32Array(n);
-    this.eDescHi = new Uint32Array(n);
-    this.eLevel = new Int8Array(n);
-    this.eMemAttr = new Uint8Array(n);
-    this.eS2ap = new Uint8Array(n);
-    this.eSh = new Uint8Array(n);
-    this.eXn = new Uint8Array(n);
-    this.eSw = new Uint8Array(n);
-    this.eAttr = new Uint8Array(n);
-    this.eCopies = new Uint8Array(n);
+    this.ent = new Float64Array(n * STRIDE);
+    for (let i = 0; i < n; i++) this.ent[i * STRIDE + F_KEY] = -1;
     this.eNext = new Int32Array(n).fill(-1);
     this.eLivePos = new Int32Array(n).fill(-1);
     this.live = new Int32Array(n);
@@ -553,29 +596,16 @@ export class Tlb {
 
   /** Doubles the storage of an unbounded TLB, keeping every entry (rehashed). */
   private grow(): void {
-    const old = {
-      n: this.liveCount, live: this.live.slice(0, this.liveCount), vmid: this.eVmid, shift: this.eShift,
-      tag: this.eTag, paBase: this.ePaBase, descPa: this.eDescPa, descLo: this.eDescLo, descHi: this.eDescHi,
-      level: this.eLevel, memAttr: this.eMemAttr, s2ap: this.eS2ap, sh: this.eSh, xn: this.eXn, sw: this.eSw,
-      attr: this.eAttr, copies: this.eCopies,
-    };
+    const oldEnt = this.ent;
+    const oldLive = this.live.slice(0, this.liveCount);
     this.allocate(this.slots * 2);
-    for (let k = 0; k < old.n; k++) {
-      const j = old.live[k]!;
+    for (let k = 0; k < oldLive.length; k++) {
+      const oj = oldLive[k]! * STRIDE;
       const i = this.freeList[--this.freeCount]!;
-      this.link(i, old.vmid[j]!, old.tag[j]!, old.shift[j]!);
-      this.ePaBase[i] = old.paBase[j]!;
-      this.eDescPa[i] = old.descPa[j]!;
-      this.eDescLo[i] = old.descLo[j]!;
-      this.eDescHi[i] = old.descHi[j]!;
-      this.eLevel[i] = old.level[j]!;
-      this.eMemAttr[i] = old.memAttr[j]!;
-      this.eS2ap[i] = old.s2ap[j]!;
-      this.eSh[i] = old.sh[j]!;
-      this.eXn[i] = old.xn[j]!;
-      this.eSw[i] = old.sw[j]!;
-      this.eAttr[i] = old.attr[j]!;
-      this.eCopies[i] = old.copies[j]!;
+      const key = oldEnt[oj + F_KEY]!;
+      this.link(i, Math.floor(key / 64), oldEnt[oj + F_TAG]!, key % 64);
+      const o = i * STRIDE;
+      for (let f = F_PABASE; f <= F_ATTR; f++) this.ent[o + f] = oldEnt[oj + f]!; // tag, key, shift set by link()
     }
   }
 }

@@ -221,7 +221,8 @@ t.test('checkInvariants detects corruption', async (t) => {
   const tlb = new Tlb();
   tlb.fill(1, 0x1000, leafResult(0x1000, 0x5000, 3));
   // JUSTIFY: white-box corruption of a private array to prove the checker can fail.
-  (tlb as unknown as { eCopies: Uint8Array }).eCopies[tlb.probe(1, 0x1000, 12)] = 0;
+  // Slot 6 of the 8-slot entry holds the packed attributes, including the copy bits.
+  (tlb as unknown as { ent: Float64Array }).ent[tlb.probe(1, 0x1000, 12) * 8 + 6] = 0;
   t.throws(() => tlb.checkInvariants(), InvariantError);
 });
 

@@ -1,0 +1,142 @@
+/**
+ * Benchmark harness (STYLE.md §10.13): runs every registered `bench/*.bench.ts` module on benchmark.js 2.1.4 and
+ * prints `name  ops/sec ±rme% (samples)  ns/op`; `--json FILE` also writes `[{name, hz, rme, samples, nsPerOp}]`,
+ * `--filter REGEX` runs only the benchmarks whose name matches.
+ *
+ *   npm run bench                                   (builds, then node dist/bench/run.js)
+ *   node dist/bench/run.js --filter '^walk' --json bench-results.json
+ *
+ * Adding a module: write `bench/<area>.bench.ts` exporting `register(reg: BenchRegistry): void`, and add it to
+ * {@link MODULES} below (static imports keep the compiled output self-contained).
+ */
+
+import { writeFileSync } from 'node:fs';
+import Benchmark from 'benchmark';
+import * as el2Bench from './el2.bench.js';
+import * as mmuBench from './mmu.bench.js';
+
+/** What a benchmark module gives the harness. */
+export interface BenchModule {
+  /** Adds the module's benchmarks (set-up work for a benchmark should be skipped when `reg.wants(name)` is false). */
+  register(reg: BenchRegistry): void;
+  /** Optional summary printed after the run (ratios, targets), from every record measured. */
+  report?(records: readonly BenchRecord[]): string;
+}
+
+/** One measured benchmark as written to `--json`. */
+export interface BenchRecord {
+  readonly name: string;
+  /** Operations per second (benchmark calls per second × operations per call). */
+  readonly hz: number;
+  /** Relative margin of error, percent. */
+  readonly rme: number;
+  /** Number of samples taken. */
+  readonly samples: number;
+  /** Nanoseconds per operation (1e9 / hz). */
+  readonly nsPerOp: number;
+}
+
+/** The registration interface modules see: a filter-aware front of a `Benchmark.Suite`. */
+export class BenchRegistry {
+  private readonly suite: Benchmark.Suite;
+  private readonly filter: RegExp | null;
+  /** Operations per benchmark call, by benchmark name. */
+  readonly opsPerCall = new Map<string, number>();
+
+  /** Wraps `suite`; `filter` selects benchmarks by name (null: all). */
+  constructor(suite: Benchmark.Suite, filter: RegExp | null) {
+    this.suite = suite;
+    this.filter = filter;
+  }
+
+  /** Whether the benchmark `name` will run (modules skip expensive set-up otherwise). */
+  wants(name: string): boolean {
+    return this.filter === null || this.filter.test(name);
+  }
+
+  /**
+   * Adds a benchmark. `fn` performs `opsPerCall` operations per call (an inner loop amortises the call overhead of
+   * very short operations); the reported rate is per operation.
+   */
+  add(name: string, fn: () => void, opsPerCall = 1): void {
+    if (!this.wants(name)) return;
+    this.opsPerCall.set(name, opsPerCall);
+    this.suite.add(name, fn, { minSamples: 20 });
+  }
+}
+
+/** The benchmark modules, in run order. */
+export const MODULES: readonly BenchModule[] = [mmuBench, el2Bench];
+
+interface Args {
+  json: string | null;
+  filter: RegExp | null;
+}
+
+function parseArgs(argv: readonly string[]): Args | string {
+  const args: Args = { json: null, filter: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--json' && v !== undefined) {
+      args.json = v;
+      i++;
+    } else if (a === '--filter' && v !== undefined) {
+      try {
+        args.filter = new RegExp(v);
+      } catch {
+        return `--filter: not a regular expression: ${v}`;
+      }
+      i++;
+    } else {
+      return `unknown or incomplete argument: ${a}`;
+    }
+  }
+  return args;
+}
+
+function fmtHz(hz: number): string {
+  return hz.toLocaleString('en-US', { maximumFractionDigits: hz < 100 ? 2 : 0 });
+}
+
+function main(): void {
+  const args = parseArgs(process.argv.slice(2));
+  if (typeof args === 'string') {
+    process.stderr.write(`bench: ${args}\nusage: node dist/bench/run.js [--filter REGEX] [--json FILE]\n`);
+    process.exit(2);
+  }
+  const suite = new Benchmark.Suite('s2emu');
+  const reg = new BenchRegistry(suite, args.filter);
+  for (const m of MODULES) m.register(reg);
+  const records: BenchRecord[] = [];
+  let failed = false;
+  suite.on('cycle', (ev: Benchmark.Event) => {
+    const b = ev.target as unknown as Benchmark; // JUSTIFY: a suite's cycle event targets one of its benchmarks.
+    const name = b.name ?? '?';
+    if (b.error !== undefined) {
+      failed = true;
+      process.stdout.write(`${name.padEnd(24)} ERROR ${String(b.error)}\n`);
+      return;
+    }
+    const hz = (b.hz ?? 0) * (reg.opsPerCall.get(name) ?? 1);
+    const rme = b.stats?.rme ?? 0;
+    const samples = b.stats?.sample.length ?? 0;
+    const nsPerOp = hz > 0 ? 1e9 / hz : 0;
+    records.push({ name, hz, rme, samples, nsPerOp });
+    process.stdout.write(
+      `${name.padEnd(24)} ${fmtHz(hz).padStart(14)} ops/sec ±${rme.toFixed(2)}% (${samples} samples)  ${nsPerOp.toFixed(1)} ns/op\n`,
+    );
+  });
+  suite.on('complete', () => {
+    if (args.json !== null) writeFileSync(args.json, JSON.stringify(records, null, 1) + '\n');
+    for (const m of MODULES) if (m.report !== undefined) process.stdout.write(m.report(records));
+    if (failed) process.exitCode = 1;
+  });
+  if (suite.length === 0) {
+    process.stderr.write('bench: no benchmark matches the filter\n');
+    process.exit(2);
+  }
+  suite.run({ async: false });
+}
+
+main();
