@@ -1,6 +1,7 @@
 /**
  * Benchmark harness (STYLE.md §10.13): runs every registered `bench/*.bench.ts` module on benchmark.js 2.1.4 and
- * prints `name  ops/sec ±rme% (samples)  ns/op`; `--json FILE` also writes `[{name, hz, rme, samples, nsPerOp}]`,
+ * prints `name  ops/sec ±rme% (samples)  ns/op  (cpu ns/op)`; `--json FILE` also writes
+ * `[{name, hz, rme, samples, nsPerOp, cpuNsPerOp}]`,
  * `--filter REGEX` runs only the benchmarks whose name matches.
  *
  *   npm run bench                                   (builds, then node dist/bench/run.js)
@@ -32,8 +33,13 @@ export interface BenchRecord {
   readonly rme: number;
   /** Number of samples taken. */
   readonly samples: number;
-  /** Nanoseconds per operation (1e9 / hz). */
+  /** Nanoseconds per operation (1e9 / hz), wall clock as benchmark.js measures it. */
   readonly nsPerOp: number;
+  /**
+   * Nanoseconds of this process's CPU time per operation, from a separate timed run after the benchmark
+   * (`process.cpuUsage`). Less sensitive than wall time to other processes on a shared machine.
+   */
+  readonly cpuNsPerOp: number;
 }
 
 /** The registration interface modules see: a filter-aware front of a `Benchmark.Suite`. */
@@ -42,6 +48,8 @@ export class BenchRegistry {
   private readonly filter: RegExp | null;
   /** Operations per benchmark call, by benchmark name. */
   readonly opsPerCall = new Map<string, number>();
+  /** The benchmark functions, by name (for the CPU-time run). */
+  readonly fns = new Map<string, () => void>();
 
   /** Wraps `suite`; `filter` selects benchmarks by name (null: all). */
   constructor(suite: Benchmark.Suite, filter: RegExp | null) {
@@ -61,6 +69,7 @@ export class BenchRegistry {
   add(name: string, fn: () => void, opsPerCall = 1): void {
     if (!this.wants(name)) return;
     this.opsPerCall.set(name, opsPerCall);
+    this.fns.set(name, fn);
     this.suite.add(name, fn, { minSamples: 20 });
   }
 }
@@ -99,6 +108,15 @@ function fmtHz(hz: number): string {
   return hz.toLocaleString('en-US', { maximumFractionDigits: hz < 100 ? 2 : 0 });
 }
 
+/** CPU nanoseconds per operation of `fn` over about `seconds` of its measured rate `callsPerSec`. */
+function cpuNsPerOp(fn: () => void, callsPerSec: number, opsPerCall: number, seconds = 0.5): number {
+  const calls = Math.max(1, Math.round(callsPerSec * seconds));
+  const t0 = process.cpuUsage();
+  for (let k = 0; k < calls; k++) fn();
+  const dt = process.cpuUsage(t0);
+  return ((dt.user + dt.system) * 1000) / (calls * opsPerCall);
+}
+
 function main(): void {
   const args = parseArgs(process.argv.slice(2));
   if (typeof args === 'string') {
@@ -118,13 +136,17 @@ function main(): void {
       process.stdout.write(`${name.padEnd(24)} ERROR ${String(b.error)}\n`);
       return;
     }
-    const hz = (b.hz ?? 0) * (reg.opsPerCall.get(name) ?? 1);
+    const ops = reg.opsPerCall.get(name) ?? 1;
+    const hz = (b.hz ?? 0) * ops;
     const rme = b.stats?.rme ?? 0;
     const samples = b.stats?.sample.length ?? 0;
     const nsPerOp = hz > 0 ? 1e9 / hz : 0;
-    records.push({ name, hz, rme, samples, nsPerOp });
+    const fn = reg.fns.get(name);
+    const cpu = fn !== undefined && hz > 0 ? cpuNsPerOp(fn, hz / ops, ops) : 0;
+    records.push({ name, hz, rme, samples, nsPerOp, cpuNsPerOp: cpu });
     process.stdout.write(
-      `${name.padEnd(24)} ${fmtHz(hz).padStart(14)} ops/sec ±${rme.toFixed(2)}% (${samples} samples)  ${nsPerOp.toFixed(1)} ns/op\n`,
+      `${name.padEnd(24)} ${fmtHz(hz).padStart(14)} ops/sec ±${rme.toFixed(2)}% (${samples} samples)  ` +
+        `${nsPerOp.toFixed(1)} ns/op  (cpu ${cpu.toFixed(1)} ns/op)\n`,
     );
   });
   suite.on('complete', () => {

@@ -245,7 +245,8 @@ export class Machine {
   private readonly vms = new Map<string, VmRec>();
   private vmCount = 0;
   private readonly onEvent: ((e: TraceEvent) => void) | null;
-  private readonly hvcByFn: number[] = [];
+  /** Hypercalls by function number (the profiles number theirs below 256). */
+  private readonly hvcByFn = new Uint32Array(256);
   private readonly hvcRaw = new Map<number, number>();
   private readonly kvmRun = new KvmRun();
   private readonly abortInfo = new GuestAbortInfo();
@@ -320,11 +321,12 @@ export class Machine {
     const rx = regs.x;
     for (let i = 0; i < 16; i++) hx[i] = rx[i]!; // x0…x7 // JUSTIFY: i < 16 ≤ 62.
     const idLo = rx[0]!; // JUSTIFY: as above.
+    const idHi = rx[1]!; // JUSTIFY: as above.
     handleHostHcall(this.hyp, hc);
     for (let i = 0; i < 8; i++) rx[i] = hx[i]!; // x0…x3 // JUSTIFY: as above.
     this.hvcCount++;
-    const fn = rx[1] === 0 ? idLo - KVM_HOST_SMCCC_BASE : -1;
-    if (fn >= 0 && fn < 0x1_0000) this.hvcByFn[fn] = (this.hvcByFn[fn] ?? 0) + 1;
+    const fn = idHi === 0 ? idLo - KVM_HOST_SMCCC_BASE : -1;
+    if (fn >= 0 && fn < 256) this.hvcByFn[fn]++;
     else this.hvcRaw.set(idLo, (this.hvcRaw.get(idLo) ?? 0) + 1);
     if (this.onEvent !== null) this.traceHvc(cpu, idLo, hx, regs);
     if (this.checkEveryHvc) {
@@ -420,7 +422,15 @@ export class Machine {
    */
   createVm(spec: VmSpec, cpu = 0): { ret: number; handle: number } {
     assert(!this.vms.has(spec.name), `VM "${spec.name}" already exists`);
-    const mm = new Mm(this.host.pages);
+    // The VMM's fixed backing must be free host RAM (not the hyp carve-out, not already in use): -ENOMEM otherwise,
+    // checked here so that a refused layout never reaches the allocator's unwind path.
+    const hp = this.host.pages;
+    if (!Number.isSafeInteger(spec.memory) || spec.memory <= 0 || spec.memory % PAGE_SIZE !== 0) return { ret: Err.EINVAL, handle: 0 };
+    if (!Number.isSafeInteger(spec.backingPa) || spec.backingPa % PAGE_SIZE !== 0) return { ret: Err.EINVAL, handle: 0 };
+    for (let pa = spec.backingPa; pa < spec.backingPa + spec.memory; pa += PAGE_SIZE) {
+      if (hp.indexOf(pa) < 0 || hp.isAllocated(pa)) return { ret: Err.ENOMEM, handle: 0 };
+    }
+    const mm = new Mm(hp);
     if (this.memlockLimit !== null) mm.memlock.rlimitMemlock = this.memlockLimit;
     const hva = hvaBase(this.vmCount % 255);
     let ret: number = mm.mmap(hva, spec.memory, VmaKind.ANON, { backingPa: spec.backingPa });
@@ -782,7 +792,7 @@ export class Machine {
   stats(): MachineStats {
     const hvcs: Record<string, number> = {};
     this.hvcByFn.forEach((n, fn) => {
-      if (n !== undefined) hvcs[hcallName(this.profile, fn) ?? '0x' + (KVM_HOST_SMCCC_BASE + fn).toString(16)] = n;
+      if (n !== 0) hvcs[hcallName(this.profile, fn) ?? '0x' + (KVM_HOST_SMCCC_BASE + fn).toString(16)] = n;
     });
     for (const [id, n] of this.hvcRaw) hvcs['0x' + id.toString(16)] = n;
     let faults = 0;
