@@ -86,6 +86,7 @@ export class GuestVcpu {
   private arg1 = new Float64Array(16);
   private arg2 = new Float64Array(16);
   private arg3 = new Float64Array(16);
+  private imm = new Uint16Array(16);
   private head = 0;
   private tail = 0;
 
@@ -163,14 +164,10 @@ export class GuestVcpu {
     if (!isU53(a1) || !isU53(a2) || !isU53(a3)) return false;
     this.push(GuestOp.HVC, fnId, 0, 0, 0);
     const i = this.tail - 1;
-    this.reg[i] = 0;
     this.arg1[i] = a1;
     this.arg2[i] = a2;
     this.arg3[i] = a3;
-    this.sas[i] = 0;
-    // imm16 rides in the flags/register slots: 8 bits each.
-    this.flags[i] = imm16 & 0xff;
-    this.reg[i] = imm16 >>> 8;
+    this.imm[i] = imm16;
     return true;
   }
 
@@ -225,7 +222,7 @@ export class GuestVcpu {
         regs.setU(3, this.arg3[i]!); // JUSTIFY: as above.
         ctx.pcLo = this.pcLo;
         ctx.pcHi = this.pcHi;
-        deliverHvc((this.reg[i]! << 8) | this.flags[i]!, ctx, exc); // JUSTIFY: as above.
+        deliverHvc(this.imm[i]!, ctx, exc); // JUSTIFY: as above.
         this.stats.hvcs++;
         this.retire();
         return GuestExit.HVC;
@@ -360,6 +357,7 @@ export class GuestVcpu {
     this.arg1[i] = 0;
     this.arg2[i] = 0;
     this.arg3[i] = 0;
+    this.imm[i] = 0;
   }
 
   private grow(): void {
@@ -372,6 +370,9 @@ export class GuestVcpu {
     this.arg1 = growF64(this.arg1, n);
     this.arg2 = growF64(this.arg2, n);
     this.arg3 = growF64(this.arg3, n);
+    const imm = new Uint16Array(n);
+    imm.set(this.imm);
+    this.imm = imm;
   }
 }
 

@@ -68,7 +68,9 @@ export class HypCaller {
     r.set(7, 0, 0);
     this.counts[fn]!++; // JUSTIFY: every profile name has a counter.
     this.conduit.hvc(cpu, r);
-    if (this.log.warnOn(r.lo(0) !== 0 || r.hi(0) !== 0, `kvm_call_hyp_nvhe(${fn}): x0 = ${r.signed(0)}`)) {
+    if (r.lo(0) !== 0 || r.hi(0) !== 0) {
+      // The message is built only on the failure path: this is the hypercall hot path.
+      this.log.warnOn(true, `kvm_call_hyp_nvhe(${fn}): x0 = ${r.signed(0)}`);
       return Err.EOPNOTSUPP;
     }
     return r.lo(1) | 0;

@@ -133,7 +133,10 @@ export class KvmHost {
    */
   releaseSharedStruct(cpu: number, pa: number): void {
     const ret = this.hyp.call(cpu, '__pkvm_host_unshare_hyp', paToPfn(pa));
-    if (this.log.warnOn(ret !== 0, `kvm_unshare_hyp(0x${pa.toString(16)}): ${errnoName(ret)}`)) return;
+    if (ret !== 0) {
+      this.log.warnOn(true, `kvm_unshare_hyp(0x${pa.toString(16)}): ${errnoName(ret)}`);
+      return;
+    }
     this.pages.freePage(pa);
   }
 
@@ -237,6 +240,16 @@ export class Kvm {
     this.teardownMc = new HostMemcache(host.ram, structPa + HOST_KVM.TEARDOWN_MC_HEAD);
   }
 
+  /**
+   * The VMM address backing guest address `ipa` (`gfn_to_hva()` plus the page offset), or -1 outside the memslots.
+   * For harnesses that turn guest addresses into host events (munmap, NUMA balancing of guest memory).
+   */
+  gpaToHva(ipa: number): number {
+    const gfn = Math.floor(ipa / PAGE_SIZE);
+    const slot = this.memslots.find(gfn);
+    return slot < 0 ? -1 : this.memslots.hvaOf(slot, gfn) + (ipa % PAGE_SIZE);
+  }
+
   /** Appends a step to the trace when tracing. */
   step(s: string): void {
     if (this.trace !== null) this.trace.push(s);
@@ -278,7 +291,7 @@ export class Kvm {
         this.destroy(cpu);
         return Err.ENOMEM;
       }
-      this.step(`__pkvm_init_vcpu ${vcpu.idx}`);
+      if (this.trace !== null) this.step(`__pkvm_init_vcpu ${vcpu.idx}`);
       const ret = host.hyp.call(cpu, '__pkvm_init_vcpu', handle, vcpu.structPa, pa);
       if (ret !== 0) {
         host.freePagesExact(pa, vcpuPages);
@@ -307,7 +320,8 @@ export class Kvm {
     if (this.handle !== 0) {
       this.step('__pkvm_teardown_vm');
       const ret = host.hyp.call(cpu, '__pkvm_teardown_vm', this.handle);
-      if (host.log.warnOn(ret !== 0, `__pkvm_teardown_vm(0x${this.handle.toString(16)}): ${errnoName(ret)}`)) {
+      if (ret !== 0) {
+        host.log.warnOn(true, `__pkvm_teardown_vm(0x${this.handle.toString(16)}): ${errnoName(ret)}`);
         return ret as Err;
       }
       this.handle = 0;
@@ -319,17 +333,17 @@ export class Kvm {
     const one = new Float64Array(1);
     for (let i = 0; i < n; i++) {
       const pa = pas[i]!; // JUSTIFY: i < count.
-      this.step(`reclaim 0x${pa.toString(16)}`);
+      if (this.trace !== null) this.step(`reclaim 0x${pa.toString(16)}`);
       const r = host.hyp.call(cpu, '__pkvm_host_reclaim_page', paToPfn(pa));
-      host.log.warnOn(r !== 0, `__pkvm_host_reclaim_page(0x${pa.toString(16)}): ${errnoName(r)}`);
       if (r === 0) this.stats.reclaimed++;
+      else host.log.warnOn(true, `__pkvm_host_reclaim_page(0x${pa.toString(16)}): ${errnoName(r)}`);
       accountLockedVm(this.mm.memlock, 1, false, host.log);
       one[0] = pa;
       unpinUserPages(this.mm, one, 1, true, host.gup);
     }
     this.pinned.clear();
     for (const v of this.vcpus) {
-      this.step(`free_hyp_memcache vcpu ${v.idx}`);
+      if (this.trace !== null) this.step(`free_hyp_memcache vcpu ${v.idx}`);
       v.memcache.free(cpu, host.pages);
     }
     this.releaseStructs(cpu);

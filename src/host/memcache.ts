@@ -104,7 +104,10 @@ export class HostMemcache {
       const pa = this.pop(cpu);
       if (pa < 0) return freed;
       // A page the host allocator never handed out would be an EL2 bug: report it, do not corrupt the allocator.
-      if (this.ram.log.warnOn(!pages.isAllocated(pa), `free_hyp_memcache: 0x${pa.toString(16)} is not a host page`)) continue;
+      if (!pages.isAllocated(pa)) {
+        this.ram.log.warnOn(true, `free_hyp_memcache: 0x${pa.toString(16)} is not a host page`);
+        continue;
+      }
       pages.freePage(pa);
       freed++;
     }

@@ -46,7 +46,8 @@ export function accountLockedVm(acct: MemlockAccount, pages: number, inc: boolea
     acct.lockedVm = lockedVm;
     return 0;
   }
-  if (log.warnOn(pages > acct.lockedVm, `account_locked_vm: uncharging ${pages} pages of ${acct.lockedVm}`)) {
+  if (pages > acct.lockedVm) {
+    log.warnOn(true, `account_locked_vm: uncharging ${pages} pages of ${acct.lockedVm}`);
     acct.lockedVm = 0;
     return 0;
   }

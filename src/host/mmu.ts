@@ -125,7 +125,7 @@ export function kvmHandleGuestAbort(vcpu: KvmVcpu, cpu: number, info: GuestAbort
   }
   const type = fsc & ESR_ELX_FSC_TYPE;
   if (type !== ESR_ELX_FSC_FAULT && type !== ESR_ELX_FSC_PERM && type !== ESR_ELX_FSC_ACCESS) {
-    kvm.step(`Unsupported FSC 0x${fsc.toString(16)}`);
+    if (kvm.trace !== null) kvm.step(`Unsupported FSC 0x${fsc.toString(16)}`);
     out.errno = Err.EFAULT;
     out.outcome = AbortOutcome.ERROR;
     return;

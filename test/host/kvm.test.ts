@@ -142,3 +142,9 @@ t.test('a protected VM says so in its struct', async (t) => {
   t.equal(fx.mem.read64Lo(kvm.structPa + HOST_KVM.PROTECTED), 1);
   t.equal(kvm.isProtected, true);
 });
+
+t.test('gpaToHva follows the memslots', async (t) => {
+  const fx = hostFixture();
+  t.equal(fx.kvm.gpaToHva(GUEST_IPA + 3 * PAGE_SIZE + 8), GUEST_HVA + 3 * PAGE_SIZE + 8);
+  t.equal(fx.kvm.gpaToHva(0x1000), -1);
+});
