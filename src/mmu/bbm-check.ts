@@ -223,7 +223,10 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       oaFormat: cfg.oaFormat,
     };
     this.roots = [root, ...this.roots.filter((r) => r !== root && !(r.vmid === cfg.vmid && r.base === cfg.baseAddr))];
-    if (known === undefined) this.indexDirty = true;
+    if (known === undefined) {
+      this.indexDirty = true;
+      this.frames.clear(); // the new root takes precedence on pages it shares with older ones
+    }
   }
 
   /** Forgets a root (its VM was torn down and its table pages may be reused). */

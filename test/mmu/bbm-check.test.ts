@@ -321,3 +321,25 @@ t.test('the index follows tables linked after the root was registered', async (t
   t.same(kinds(fx.checker), [BbmViolationKind.NO_BREAK]);
   t.equal(fx.checker.violations[0]!.ipa, ipa);
 });
+
+t.test('roots', async (t) => {
+  t.test('a forgotten root no longer locates its descriptors', async (t) => {
+    const fx = fixture();
+    const loc: DescLocation = { vmid: -1, ipa: -1, size: 0, level: -1 };
+    t.ok(fx.checker.locate(fx.pagePa, loc));
+    fx.checker.removeRoot(VMID, ROOT);
+    t.notOk(fx.checker.locate(fx.pagePa, loc));
+    write(fx, fx.pagePa, s2Page({ oa: OA + 0x1000 }));
+    t.same(fx.checker.violations, [], 'no obligation for an unreachable descriptor');
+  });
+  t.test('re-registering the loaded root is idempotent; a new VMID on the same tables takes precedence', async (t) => {
+    const fx = fixture();
+    const loc: DescLocation = { vmid: -1, ipa: -1, size: 0, level: -1 };
+    fx.mmu.setRegs(vtcr({ t0sz: 25, sl0: 1, tg0: '4k', ps: 2 }), vttbr({ baddr: ROOT, vmid: VMID }), hcr({ vm: true, rw: true }));
+    t.ok(fx.checker.locate(fx.pagePa, loc));
+    t.equal(loc.vmid, VMID);
+    fx.mmu.setVttbr(vttbr({ baddr: ROOT, vmid: 9 }).lo, vttbr({ baddr: ROOT, vmid: 9 }).hi);
+    t.ok(fx.checker.locate(fx.pagePa, loc));
+    t.equal(loc.vmid, 9);
+  });
+});
