@@ -2,6 +2,7 @@
 // failure the unwind in reverse (unlock → unpin → uncharge → kfree). Each branch is checked by its trace and by
 // what is left behind: pins, locked_vm, pinned records, hypercalls.
 import t from 'tap';
+import fc from 'fast-check';
 import { PAGE_SHIFT, PAGE_SIZE } from '../../src/arch/addr.js';
 import { Err } from '../../src/arch/errno.js';
 import { FOLL_WRITE, pinUserPages } from '../../src/host/gup.js';
@@ -184,4 +185,36 @@ t.test('records come from slab pages of the host allocator', async (t) => {
   for (let i = 0; i <= PINNED_PER_SLAB; i++) t.equal(fault(fx, i).ret, 0, `page ${i}`);
   t.equal(fx.kvm.pinned.count, PINNED_PER_SLAB + 1);
   t.equal(fx.kvm.pinned.slabPages, 2);
+});
+
+t.test('property: after any sequence of faults, errors and unmaps, charges equal records and pins equal records', async (t) => {
+  const Op = fc.oneof(
+    fc.record({ k: fc.constant('fault' as const), page: fc.nat(7) }),
+    fc.record({ k: fc.constant('mapErr' as const), err: fc.constantFrom(Err.EPERM, Err.ENOMEM, Err.EINVAL) }),
+    fc.record({ k: fc.constant('limit' as const), pages: fc.nat(8) }),
+    fc.record({ k: fc.constant('munmap' as const), page: fc.nat(7) }),
+    fc.record({ k: fc.constant('poison' as const), page: fc.nat(7) }),
+  );
+  fc.assert(
+    fc.property(fc.array(Op, { maxLength: 40 }), (ops) => {
+      const fx = hostFixture({ guestPages: 8 });
+      for (const op of ops) {
+        if (op.k === 'fault') fault(fx, op.page);
+        else if (op.k === 'mapErr') fx.el2.mapErrno = op.err;
+        else if (op.k === 'limit') fx.mm.memlock.rlimitMemlock = op.pages * PAGE_SIZE;
+        else if (op.k === 'munmap') fx.mm.munmap(GUEST_HVA + op.page * PAGE_SIZE, PAGE_SIZE);
+        else fx.mm.poison(GUEST_HVA + op.page * PAGE_SIZE);
+      }
+      let pins = 0;
+      const pages = fx.host.pages;
+      for (let i = 0; i < pages.nrPages; i++) pins += pages.pinCount[i]!;
+      return (
+        fx.mm.memlock.lockedVm === fx.kvm.pinned.count &&
+        pins === fx.kvm.pinned.count + fx.kvm.stats.leakedPins &&
+        fx.kvm.mmuLocked === false &&
+        fx.host.log.warnings.length === 0
+      );
+    }),
+    { numRuns: 150 },
+  );
 });
