@@ -17,7 +17,7 @@ import { u64ToBigInt } from './arch/bits.js';
 import { Err, type Ret } from './arch/errno.js';
 import { ARMV8_0_PA40_FEATURES, paRangeOf, type CpuFeatures } from './arch/features.js';
 import { RegFile } from './arch/regs.js';
-import { GuestHcall, hcallFuncId, hcallName, KVM_HOST_SMCCC_BASE, PROFILES, type AbiProfileName, type HcallProfile } from './arch/smccc.js';
+import { GuestHcall, SmcccRet, hcallFuncId, hcallName, KVM_HOST_SMCCC_BASE, PROFILES, type AbiProfileName, type HcallProfile } from './arch/smccc.js';
 import { checkInvariants as checkGhost, walkTable, type InvariantReport } from './check/invariants.js';
 import { handleHostHcall } from './el2/hcall.js';
 import type { Hyp } from './el2/hyp.js';
@@ -473,14 +473,14 @@ export class Machine {
 
   /** `__pkvm_vcpu_load(handle, vcpu)` on `cpu`, as `kvm_arch_vcpu_load()` issues it. */
   vcpuLoad(name: string, vcpu: number, cpu: number): Ret {
-    const v = this.vcpuOf(name, vcpu);
     if (this.rec(name).destroyed) return Err.ENOENT;
-    v.load(cpu);
+    this.vcpuOf(name, vcpu).load(cpu);
     return 0;
   }
 
   /** `__pkvm_vcpu_put()` for the vCPU of `name` loaded on `cpu`; -EINVAL when none is. */
   vcpuPut(name: string, cpu: number): Ret {
+    if (this.rec(name).destroyed) return Err.ENOENT;
     const v = this.rec(name).kvm.vcpus.find((x) => x.loadedOn === cpu);
     if (v === undefined) return Err.EINVAL;
     v.put();
@@ -489,6 +489,7 @@ export class Machine {
 
   /** Tops up a vCPU's hyp memcache to `pages` pages (`topup_hyp_memcache()`). */
   memcacheTopup(name: string, vcpu: number, pages: number, cpu = 0): Ret {
+    if (this.rec(name).destroyed) return Err.ENOENT;
     return this.vcpuOf(name, vcpu).topupMemcache(cpu, pages);
   }
 
@@ -549,10 +550,10 @@ export class Machine {
     opts: { handle?: boolean; cpu?: number; value?: number } = {},
   ): GuestAccessResult {
     const r = this.rec(name);
+    if (r.destroyed) return { result: 'error', esrEl2: 0, farEl2: 0, hpfarEl2: 0, errno: Err.ENOENT, value: 0, exits: 0, exitReason: KvmExit.ERROR };
     const v = this.vcpuOf(name, vcpu);
     const cpu = opts.cpu ?? this.defaultCpu(v);
     assert(cpu >= 0 && cpu < this.cpus, `guestAccess: no CPU ${cpu}`);
-    if (r.destroyed) return { result: 'error', esrEl2: 0, farEl2: 0, hpfarEl2: 0, errno: Err.ENOENT, value: 0, exits: 0, exitReason: KvmExit.ERROR };
     const gv = this.guests.vcpu(r.handle, vcpu);
     let queued: boolean;
     if (access === READ) queued = gv.queueLoad(ipa, 8, 0);
@@ -608,6 +609,7 @@ export class Machine {
    */
   handleExit(name: string, vcpu: number, cpu?: number): Ret {
     const r = this.rec(name);
+    if (r.destroyed) return Err.ENOENT;
     const v = this.vcpuOf(name, vcpu);
     const info = r.pendingExit[vcpu];
     if (info === null || info === undefined) return Err.EINVAL;
@@ -627,6 +629,8 @@ export class Machine {
    */
   guestHvc(name: string, vcpu: number, fn: string | number, args: readonly (number | U64)[] = [], cpu?: number): HvcResult {
     const r = this.rec(name);
+    const zero: U64 = { lo: 0, hi: 0 };
+    if (r.destroyed) return { x0: { lo: SmcccRet.NOT_SUPPORTED >>> 0, hi: 0xffff_ffff }, x1: zero, x2: zero, x3: zero };
     const v = this.vcpuOf(name, vcpu);
     const id = typeof fn === 'number' ? fn : this.resolveGuestHcall(fn);
     assert(id !== null, `guestHvc: unknown service ${String(fn)}`);
