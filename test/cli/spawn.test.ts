@@ -30,13 +30,4 @@ t.test('bad input: exit 2, message with path, no stack trace', { skip: !existsSy
   t.equal(r.status, 2);
   t.match(r.stderr, /x\.json: \$\.regs\.vtcr_el2: expected a 64-bit hex string/);
   t.notMatch(r.stderr, /\n\s+at /);
-  const u = s2emu(['nope']);
-  t.equal(u.status, 2);
-  t.match(u.stderr, /unknown command 'nope'/);
-});
-
-t.test('decode through the binary', { skip: !existsSync(MAIN) }, async (t) => {
-  const r = s2emu(['decode', '0x0040_0000_0000_07c3', '--granule', '4k', '--level', '3']);
-  t.equal(r.status, 0);
-  t.match(r.stdout, /kind\s+page/);
 });
