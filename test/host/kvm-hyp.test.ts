@@ -165,3 +165,52 @@ t.test('memlock limit reached: KVM_RUN fails with -ENOMEM and nothing leaks', as
   t.equal(m.kvm.destroy(0), 0);
   t.same(m.hyp.warnings, []);
 });
+
+t.test('an instruction fetch fault is handled like a data fault: the page is mapped and the fetch retried', async (t) => {
+  const m = machine();
+  const g = m.guests.vcpu(m.kvm.handle, 0);
+  g.queueFetch(IPA + 7 * PAGE_SIZE);
+  const run = new KvmRun();
+  t.equal(kvmArchVcpuIoctlRun(m.kvm.vcpus[0]!, 0, run), 0);
+  t.equal(run.exitReason, KvmExit.IDLE);
+  t.equal(m.kvm.stats.mapped, 1);
+  t.equal(g.pending, 0);
+});
+
+t.test('MMIO: the VMM completes the load and the guest continues', async (t) => {
+  const m = machine();
+  const g = m.guests.vcpu(m.kvm.handle, 0);
+  g.queueLoad(0x0900_0004, 4, 6, { signed: true, x: true });
+  g.queueStore(IPA, 8, 6);
+  const run = new KvmRun();
+  t.equal(kvmArchVcpuIoctlRun(m.kvm.vcpus[0]!, 0, run), 0);
+  t.equal(run.exitReason, KvmExit.MMIO);
+  t.same([run.mmioPhysAddr, run.mmioLen, run.mmioIsWrite], [0x0900_0004, 4, false]);
+  t.ok(g.completeMmio(0x8000_0001, 0));
+  t.equal(kvmArchVcpuIoctlRun(m.kvm.vcpus[0]!, 0, run), 0);
+  t.equal(run.exitReason, KvmExit.IDLE);
+  const pa = m.kvm.pinned.paAt(0);
+  t.same([m.mem.read64Lo(pa), m.mem.read64Hi(pa)], [0x8000_0001, 0xffff_ffff], 'LDRSW result stored by the next instruction');
+});
+
+t.test('guest HVC: a non-protected guest exits to the VMM; a protected guest MEM_SHARE is handled at EL2', async (t) => {
+  const np = machine();
+  np.guests.vcpu(np.kvm.handle, 0).queueHvc(0xc600_0002, 0, 0, 0, 7);
+  const run = new KvmRun();
+  t.equal(kvmArchVcpuIoctlRun(np.kvm.vcpus[0]!, 0, run), 0);
+  t.equal(run.exitReason, KvmExit.HYPERCALL);
+  t.equal(run.hvcImm, 7);
+
+  const p = machine(32, true);
+  const g = p.guests.vcpu(p.kvm.handle, 0);
+  g.queueStore(IPA, 8, 0);
+  g.queueHvc(0xc600_0003, IPA);
+  t.equal(kvmArchVcpuIoctlRun(p.kvm.vcpus[0]!, 0, run), 0);
+  t.equal(run.exitReason, KvmExit.IDLE);
+  t.equal(g.regs.lo(0), 0, 'x0 = SMCCC_RET_SUCCESS');
+  const pa = p.kvm.pinned.paAt(0);
+  t.equal(p.hyp.hostState(pa), PageState.SHARED_BORROWED, 'the guest shared its page back with the host');
+  t.ok(p.host.ram.write64(0, pa, 1, 0), 'the host may now touch it');
+  t.equal(p.kvm.destroy(0), 0);
+  t.same(p.hyp.warnings, []);
+});
