@@ -10,9 +10,11 @@
  *
  * Mirrors arch/arm64/kvm/hyp/nvhe/mem_protect.c: the 2022 series (V1 26/89, 27/89, 33/89, 39/89, 81/89, 84/89) for
  * the set of transitions and their errors, written in the newest upstream shape (direct check-then-set functions
- * instead of the `pkvm_mem_transition` engine). Completer checks the 2022 engine ran only with
- * CONFIG_NVHE_EL2_DEBUG (hyp NOPAGE when the host shares or donates) are always run here, as upstream does since
- * 6.15 ("unconditionally cross check hyp state"); they can only fail if EL2 state is already inconsistent.
+ * instead of the `pkvm_mem_transition` engine); check order and errnos follow the CORE branch's engine
+ * (`check_share` / `check_unshare` / `check_donation`). Completer checks that engine ran only with
+ * CONFIG_NVHE_EL2_DEBUG (hyp NOPAGE when the host shares or donates; host NOPAGE when the hyp donates) are always
+ * run here, as upstream does since 6.15 ("unconditionally cross check hyp state"); they can only fail if EL2 state
+ * is already inconsistent, and then they refuse with -EPERM instead of corrupting it further.
  */
 
 import { PAGE_SIZE } from '../arch/addr.js';
@@ -21,7 +23,7 @@ import type { PhysMem } from '../mem/phys-mem.js';
 import type { Memcache } from '../pgtable/mm-ops.js';
 import { kvmPgtableHypMap, kvmPgtableHypUnmap } from '../pgtable/hyp.js';
 import { kvmLevelSupportsBlockMapping, kvmPteToPhys, kvmPteValid } from '../pgtable/pte.js';
-import { kvmMmuCacheMinPages, stage2Map, stage2SetOwner, stage2Unmap } from '../pgtable/stage2.js';
+import { kvmMmuCacheMinPages, kvmPgtableStage2PteProt, stage2Map, stage2SetOwner, stage2Unmap } from '../pgtable/stage2.js';
 import {
   KVM_PGTABLE_LAST_LEVEL,
   type KvmPgtable,
@@ -54,8 +56,12 @@ interface CheckData {
   decoder: Decoder;
 }
 
-/** `host_get_page_state()`: invalid non-zero → NOPAGE, zero → OWNED, valid → SW bits. */
-function hostPteState(lo: number, hi: number): PageState {
+/**
+ * `host_get_page_state()`: an address that is not memory → NOPAGE; invalid non-zero (owner annotation) → NOPAGE;
+ * zero or valid → the SW bits (a zero PTE decodes as OWNED).
+ */
+function hostPteState(hyp: Hyp, lo: number, hi: number, addr: number): PageState {
+  if (!hyp.isMemory(addr)) return PageState.NOPAGE;
   if (!kvmPteValid(lo)) return lo === 0 && hi === 0 ? PageState.OWNED : PageState.NOPAGE;
   return pkvmGetstateHi(hi);
 }
@@ -65,34 +71,36 @@ function mappedPteState(lo: number, hi: number): PageState {
   return kvmPteValid(lo) ? pkvmGetstateHi(hi) : PageState.NOPAGE;
 }
 
-/**
- * `__check_page_state_visitor()`: a valid leaf whose output address is not memory → -EINVAL; a decoded state other
- * than the desired one → -EPERM.
- */
+/** `__check_page_state_visitor()`: -EPERM unless the leaf decodes to the desired state. */
 function checkPageStateVisitor(ctx: VisitCtx<CheckData>): number {
   const d = ctx.arg;
-  const lo = ctx.oldLo;
-  const hi = ctx.oldHi;
-  if (kvmPteValid(lo) && !d.hyp!.isMemory(kvmPteToPhys(lo, hi, ctx.granule))) return Err.EINVAL; // JUSTIFY: set before every walk.
-  const s = d.decoder === Decoder.HOST ? hostPteState(lo, hi) : mappedPteState(lo, hi);
+  const s =
+    d.decoder === Decoder.HOST
+      ? hostPteState(d.hyp!, ctx.oldLo, ctx.oldHi, ctx.addr) // JUSTIFY: set before every walk.
+      : mappedPteState(ctx.oldLo, ctx.oldHi);
   return s === d.desired ? 0 : Err.EPERM;
 }
 
 const checkData: CheckData = { hyp: null, desired: PageState.OWNED, decoder: Decoder.HOST };
 const checkWalker: Walker<CheckData> = { cb: checkPageStateVisitor, arg: checkData, flags: WalkFlags.LEAF };
 
+/**
+ * `check_page_state_range()`. Untrusted addresses that are not integers are refused with -ERANGE here, as the
+ * walker refuses addresses past `ia_bits` (the kernel's u64 arithmetic cannot produce a non-integer).
+ */
 function checkPageStateRange(hyp: Hyp, pgt: KvmPgtable, addr: number, size: number, desired: PageState, dec: Decoder): Ret {
+  if (!Number.isSafeInteger(addr) || addr < 0) return Err.ERANGE;
   checkData.hyp = hyp;
   checkData.desired = desired;
   checkData.decoder = dec;
-  const r = kvmPgtableWalk(pgt, addr, size, checkWalker);
-  return r === 0 ? 0 : (r as Ret);
+  return kvmPgtableWalk(pgt, addr, size, checkWalker) as Ret;
 }
 
 /**
  * Checks that the host's view of [pa, pa + size) is `desired`.
  * Mirrors `__host_check_page_state_range()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EPERM on another state; -EINVAL when a valid mapping in the range is not memory.
+ * @returns 0; -EPERM on another state (an address that is not memory is NOPAGE to the host); -ERANGE past the
+ *   host IPA size.
  * @remarks Requires the host lock.
  */
 export function checkHostStateLocked(hyp: Hyp, pa: number, size: number, desired: PageState): Ret {
@@ -103,7 +111,7 @@ export function checkHostStateLocked(hyp: Hyp, pa: number, size: number, desired
 /**
  * Checks that the hypervisor's view of [pa, pa + size) is `desired`.
  * Mirrors `__hyp_check_page_state_range()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EPERM; -EINVAL as {@link checkHostStateLocked}.
+ * @returns 0; -EPERM; -ERANGE past the hyp VA size.
  * @remarks Requires the hyp lock.
  */
 export function checkHypStateLocked(hyp: Hyp, pa: number, size: number, desired: PageState): Ret {
@@ -114,7 +122,7 @@ export function checkHypStateLocked(hyp: Hyp, pa: number, size: number, desired:
 /**
  * Checks that a guest's view of [ipa, ipa + size) is `desired`.
  * Mirrors `__guest_check_page_state_range()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EPERM; -EINVAL as {@link checkHostStateLocked}; -ERANGE past the guest IPA size.
+ * @returns 0; -EPERM; -ERANGE past the guest IPA size.
  * @remarks Requires the VM's lock.
  */
 export function checkGuestStateLocked(hyp: Hyp, vm: HypVm, ipa: number, size: number, desired: PageState): Ret {
@@ -211,11 +219,11 @@ export function hypUnmapLocked(hyp: Hyp, pa: number, size: number): Ret {
  *   host: OWNED → SHARED_OWNED        hyp: NOPAGE → SHARED_BORROWED (PAGE_HYP)
  *
  * Mirrors `__pkvm_host_share_hyp()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EINVAL when the pfn is not memory; -EPERM when either side is in the wrong state.
+ * @returns 0; -EPERM when either side is in the wrong state (a pfn that is not memory is NOPAGE to the host);
+ *   -ERANGE past the host IPA size.
  * @remarks Takes the host then hyp lock.
  */
 export function hostShareHyp(hyp: Hyp, pfn: number): Ret {
-  if (!hyp.pfnRangeIsValid(pfn, 1)) return Err.EINVAL;
   const pa = pfn * PAGE_SIZE;
   hyp.locks.lock(HypLock.HOST);
   hyp.locks.lock(HypLock.HYP);
@@ -236,12 +244,11 @@ export function hostShareHyp(hyp: Hyp, pfn: number): Ret {
  *   host: SHARED_OWNED → OWNED        hyp: SHARED_BORROWED → NOPAGE
  *
  * Mirrors `__pkvm_host_unshare_hyp()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EINVAL when the pfn is not memory; -EPERM on a wrong state; -EBUSY while EL2 has the page pinned
- *   (`hyp_pin_shared_mem`).
+ * @returns 0; -EPERM on a wrong state; -EBUSY while EL2 has the page pinned (`hyp_pin_shared_mem`); -ERANGE past
+ *   the host IPA size.
  * @remarks Takes the host then hyp lock.
  */
 export function hostUnshareHyp(hyp: Hyp, pfn: number): Ret {
-  if (!hyp.pfnRangeIsValid(pfn, 1)) return Err.EINVAL;
   const pa = pfn * PAGE_SIZE;
   hyp.locks.lock(HypLock.HOST);
   hyp.locks.lock(HypLock.HYP);
@@ -263,11 +270,11 @@ export function hostUnshareHyp(hyp: Hyp, pfn: number): Ret {
  *   host: OWNED → NOPAGE (owner annotation HYP)        hyp: NOPAGE → OWNED (PAGE_HYP)
  *
  * Mirrors `__pkvm_host_donate_hyp()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EINVAL when the range is not memory; -EPERM on a wrong state.
+ * @returns 0; -EPERM on a wrong state; -ERANGE past the host IPA size; -EINVAL for no pages.
  * @remarks Takes the host then hyp lock. Not a hypercall: EL2 calls it for memcache admission and VM/vCPU setup.
  */
 export function hostDonateHyp(hyp: Hyp, pfn: number, nrPages: number): Ret {
-  if (!hyp.pfnRangeIsValid(pfn, nrPages)) return Err.EINVAL;
+  if (!Number.isSafeInteger(nrPages) || nrPages < 1) return Err.EINVAL;
   const pa = pfn * PAGE_SIZE;
   const size = nrPages * PAGE_SIZE;
   hyp.locks.lock(HypLock.HOST);
@@ -289,11 +296,11 @@ export function hostDonateHyp(hyp: Hyp, pfn: number, nrPages: number): Ret {
  *   hyp: OWNED → NOPAGE        host: NOPAGE → OWNED (annotation cleared; re-mapped lazily)
  *
  * Mirrors `__pkvm_hyp_donate_host()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EINVAL when the range is not memory; -EPERM on a wrong state.
+ * @returns 0; -EPERM on a wrong state; -ERANGE past the hyp VA size; -EINVAL for no pages.
  * @remarks Takes the host then hyp lock.
  */
 export function hypDonateHost(hyp: Hyp, pfn: number, nrPages: number): Ret {
-  if (!hyp.pfnRangeIsValid(pfn, nrPages)) return Err.EINVAL;
+  if (!Number.isSafeInteger(nrPages) || nrPages < 1) return Err.EINVAL;
   const pa = pfn * PAGE_SIZE;
   const size = nrPages * PAGE_SIZE;
   hyp.locks.lock(HypLock.HOST);
@@ -313,13 +320,13 @@ export function hypDonateHost(hyp: Hyp, pfn: number, nrPages: number): Ret {
  * Pins host-shared memory [pa, pa + size) so the host cannot unshare it: every page must be host SHARED_OWNED and
  * hyp SHARED_BORROWED; each page's `hyp_page.refcount` is then incremented.
  * Mirrors `hyp_pin_shared_mem()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c).
- * @returns 0; -EINVAL when the range is not memory; -EPERM when a page is not shared with the hypervisor.
+ * @returns 0; -EPERM when a page is not shared with the hypervisor (or not memory).
  * @remarks Takes the host then hyp lock.
  */
 export function hypPinSharedMem(hyp: Hyp, pa: number, size: number): Ret {
   const first = Math.floor(pa / PAGE_SIZE);
   const last = Math.floor((pa + size - 1) / PAGE_SIZE);
-  if (!hyp.pfnRangeIsValid(first, last - first + 1)) return Err.EINVAL;
+  if (!hyp.pfnRangeIsValid(first, last - first + 1)) return Err.EPERM;
   const start = first * PAGE_SIZE;
   const bytes = (last - first + 1) * PAGE_SIZE;
   hyp.locks.lock(HypLock.HOST);
@@ -370,8 +377,8 @@ function guestMemcacheShort(vcpu: HypVcpu): boolean {
  *
  * Mirrors `__pkvm_host_share_guest()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c, V1 27/89), with the FIX-2026
  * memcache precheck so that nothing can fail after the host side changed (pkvm.md §9.3).
- * @returns 0; -EINVAL when the pfn is not memory or the gfn is outside the guest IPA space; -EPERM when the host
- *   does not own the page or the guest IPA is already mapped; -ENOMEM when the vCPU memcache is short.
+ * @returns 0; -EPERM when the host does not own the page (or it is not memory) or the guest IPA is already mapped;
+ *   -ERANGE when the pfn or gfn is past the host or guest IPA size; -ENOMEM when the vCPU memcache is short.
  * @remarks Takes the host then the VM's lock. Table pages come from `vcpu.memcache`.
  */
 export function hostShareGuest(hyp: Hyp, pfn: number, gfn: number, vcpu: HypVcpu): Ret {
@@ -394,8 +401,6 @@ export function hostDonateGuest(hyp: Hyp, pfn: number, gfn: number, vcpu: HypVcp
 
 function hostToGuest(hyp: Hyp, pfn: number, gfn: number, vcpu: HypVcpu, donate: boolean): Ret {
   const vm = vcpu.vm;
-  if (!hyp.pfnRangeIsValid(pfn, 1)) return Err.EINVAL;
-  if (!Number.isSafeInteger(gfn) || gfn < 0 || gfn * PAGE_SIZE >= 2 ** vm.pgt.iaBits) return Err.EINVAL;
   const pa = pfn * PAGE_SIZE;
   const ipa = gfn * PAGE_SIZE;
   hyp.locks.lock(HypLock.HOST);
@@ -421,18 +426,34 @@ function hostToGuest(hyp: Hyp, pfn: number, gfn: number, vcpu: HypVcpu, donate: 
 // ---- Guest → host (protected guests' MEM_SHARE / MEM_UNSHARE) --------------------------------------------------
 
 const guestLeaf = newLeafOut();
+const guestProt = { lo: 0, hi: 0 };
 
 /**
- * Looks up the guest leaf at `ipa` for a guest-initiated transition.
- * @returns 0 with the leaf in `guestLeaf`; -EFAULT when not mapped (not faulted in yet); -EINVAL when the leaf is a
- *   block or its PA is not memory.
+ * The initiator check of a guest-initiated transition: the leaf at `ipa` must be valid (-EFAULT: not faulted in
+ * yet), in the `desired` state (-EPERM), a last-level page (-EINVAL) of memory (-EINVAL).
+ * Mirrors `__guest_request_page_transition()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c); the leaf is left in
+ * `guestLeaf`.
  */
-function guestLeafForShareLocked(hyp: Hyp, vm: HypVm, ipa: number): Ret {
-  if (kvmPgtableGetLeaf(vm.pgt, ipa, guestLeaf) !== 0) return Err.EINVAL;
-  if (!kvmPteValid(guestLeaf.lo)) return Err.EFAULT;
+function guestRequestPageTransitionLocked(hyp: Hyp, vm: HypVm, ipa: number, desired: PageState): Ret {
+  hyp.locks.assertHeld(HypLock.GUEST, vm.idx);
+  if (!Number.isSafeInteger(ipa) || ipa < 0) return Err.ERANGE;
+  const ret = kvmPgtableGetLeaf(vm.pgt, ipa, guestLeaf) as Ret;
+  if (ret !== 0) return ret;
+  const state = mappedPteState(guestLeaf.lo, guestLeaf.hi);
+  if (state === PageState.NOPAGE) return Err.EFAULT;
+  if (state !== desired) return Err.EPERM;
   if (guestLeaf.level !== KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
   if (!hyp.isMemory(kvmPteToPhys(guestLeaf.lo, guestLeaf.hi, vm.pgt.granule))) return Err.EINVAL;
   return 0;
+}
+
+/**
+ * Rewrites the guest leaf at `ipa` (in `guestLeaf`) with its own permissions and a new state (SW bits only: no
+ * break-before-make). Mirrors `__guest_initiate_page_transition()`.
+ */
+function guestInitiatePageTransitionLocked(vm: HypVm, vcpu: HypVcpu, ipa: number, pa: number, state: PageState): number {
+  kvmPgtableStage2PteProt(guestLeaf.lo, guestLeaf.hi, guestProt);
+  return stage2Map(vm.pgt, ipa, PAGE_SIZE, pa, guestProt.lo, pkvmMkstateHi(guestProt.hi, state), vcpu.memcache, 0);
 }
 
 /**
@@ -443,24 +464,18 @@ function guestLeafForShareLocked(hyp: Hyp, vm: HypVm, ipa: number): Ret {
  * Mirrors `__pkvm_guest_share_host()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c, V1 84/89).
  * @param ipa the guest IPA (page aligned by the caller).
  * @returns 0; -EFAULT when the IPA is not mapped yet; -EPERM when the guest does not own it or the host already
- *   has access; -EINVAL for a block leaf, a non-memory PA or an IPA outside the guest's space.
+ *   has access; -EINVAL for a block leaf or a non-memory PA; -ERANGE for an IPA outside the guest's space.
  * @remarks Takes the host then the VM's lock.
  */
 export function guestShareHost(hyp: Hyp, vcpu: HypVcpu, ipa: number): Ret {
   const vm = vcpu.vm;
-  if (!Number.isSafeInteger(ipa) || ipa < 0 || ipa >= 2 ** vm.pgt.iaBits) return Err.EINVAL;
   hyp.locks.lock(HypLock.HOST);
   hyp.locks.lock(HypLock.GUEST, vm.idx);
-  let ret = guestLeafForShareLocked(hyp, vm, ipa);
-  let pa = 0;
-  if (ret === 0) {
-    pa = kvmPteToPhys(guestLeaf.lo, guestLeaf.hi, vm.pgt.granule);
-    ret = checkGuestStateLocked(hyp, vm, ipa, PAGE_SIZE, PageState.OWNED);
-  }
+  let ret = guestRequestPageTransitionLocked(hyp, vm, ipa, PageState.OWNED);
+  const pa = ret === 0 ? kvmPteToPhys(guestLeaf.lo, guestLeaf.hi, vm.pgt.granule) : 0;
   if (ret === 0) ret = checkHostStateLocked(hyp, pa, PAGE_SIZE, PageState.NOPAGE);
   if (ret === 0) {
-    const r = stage2Map(vm.pgt, ipa, PAGE_SIZE, pa, GUEST_MAP_PROT, pkvmMkstateHi(0, PageState.SHARED_OWNED), null, 0);
-    hyp.warnOn(r, 'guest_share_host: guest state');
+    hyp.warnOn(guestInitiatePageTransitionLocked(vm, vcpu, ipa, pa, PageState.SHARED_OWNED), 'guest_share_host: guest state');
     hyp.warnOn(setHostStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_BORROWED), 'guest_share_host: host map');
   }
   hyp.locks.unlock(HypLock.GUEST);
@@ -474,24 +489,19 @@ export function guestShareHost(hyp: Hyp, vcpu: HypVcpu, ipa: number): Ret {
  *   guest: SHARED_OWNED → OWNED        host: SHARED_BORROWED → NOPAGE (owner annotation GUEST)
  *
  * Mirrors `__pkvm_guest_unshare_host()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c, V1 84/89).
- * @returns 0; -EFAULT when the IPA is not mapped; -EPERM when it is not shared; -EINVAL as {@link guestShareHost}.
+ * @returns 0; -EFAULT when the IPA is not mapped; -EPERM when it is not shared; -EINVAL / -ERANGE as
+ *   {@link guestShareHost}.
  * @remarks Takes the host then the VM's lock.
  */
 export function guestUnshareHost(hyp: Hyp, vcpu: HypVcpu, ipa: number): Ret {
   const vm = vcpu.vm;
-  if (!Number.isSafeInteger(ipa) || ipa < 0 || ipa >= 2 ** vm.pgt.iaBits) return Err.EINVAL;
   hyp.locks.lock(HypLock.HOST);
   hyp.locks.lock(HypLock.GUEST, vm.idx);
-  let ret = guestLeafForShareLocked(hyp, vm, ipa);
-  let pa = 0;
-  if (ret === 0) {
-    pa = kvmPteToPhys(guestLeaf.lo, guestLeaf.hi, vm.pgt.granule);
-    ret = checkGuestStateLocked(hyp, vm, ipa, PAGE_SIZE, PageState.SHARED_OWNED);
-  }
+  let ret = guestRequestPageTransitionLocked(hyp, vm, ipa, PageState.SHARED_OWNED);
+  const pa = ret === 0 ? kvmPteToPhys(guestLeaf.lo, guestLeaf.hi, vm.pgt.granule) : 0;
   if (ret === 0) ret = checkHostStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_BORROWED);
   if (ret === 0) {
-    const r = stage2Map(vm.pgt, ipa, PAGE_SIZE, pa, GUEST_MAP_PROT, pkvmMkstateHi(0, PageState.OWNED), null, 0);
-    hyp.warnOn(r, 'guest_unshare_host: guest state');
+    hyp.warnOn(guestInitiatePageTransitionLocked(vm, vcpu, ipa, pa, PageState.OWNED), 'guest_unshare_host: guest state');
     hyp.warnOn(hostStage2SetOwnerLocked(hyp, pa, PAGE_SIZE, PkvmId.GUEST), 'guest_unshare_host: host owner');
   }
   hyp.locks.unlock(HypLock.GUEST);
@@ -514,11 +524,11 @@ const reclaimLeaf = newLeafOut();
  * @remarks Takes the host lock. The poison is `mem.zero` (the kernel zeroes through the fixmap and cleans to PoC).
  */
 export function hostReclaimPage(hyp: Hyp, pfn: number): Ret {
-  if (!Number.isSafeInteger(pfn) || pfn < 0) return Err.EINVAL;
   const pa = pfn * PAGE_SIZE;
+  if (!Number.isSafeInteger(pa) || pa < 0) return Err.ERANGE;
   hyp.locks.lock(HypLock.HOST);
   let ret = kvmPgtableGetLeaf(hyp.hostPgt, pa, reclaimLeaf) as Ret;
-  if (ret === 0 && hostPteState(reclaimLeaf.lo, reclaimLeaf.hi) !== PageState.OWNED) {
+  if (ret === 0 && hostPteState(hyp, reclaimLeaf.lo, reclaimLeaf.hi, pa) !== PageState.OWNED) {
     const vmm = hyp.vmemmap;
     const x = vmm.has(pfn) ? vmm.idx(pfn) : -1;
     if (x < 0 || (vmm.flags[x]! & HypPageFlag.PENDING_RECLAIM) === 0) {

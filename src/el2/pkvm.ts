@@ -217,10 +217,11 @@ interface TeardownData {
 }
 
 /**
- * Marks the host page behind a valid guest leaf for reclaim: guest OWNED (donated) or SHARED_OWNED (a pVM page it
- * shared back; still the guest's memory) → NEED_POISONING | PENDING_RECLAIM; SHARED_BORROWED (np-guest) →
- * PENDING_RECLAIM. The 2022 series treats any other state as a bug; it cannot occur (the reserved SW value is never
- * written), so it is counted and reported as a warning.
+ * Marks the host page behind a valid guest leaf for reclaim: guest OWNED (donated) → NEED_POISONING |
+ * PENDING_RECLAIM; SHARED_BORROWED (np-guest) or SHARED_OWNED (a pVM page it shared back: the host already sees
+ * its contents) → PENDING_RECLAIM. Mirrors `reclaim_walker()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c, CORE); the
+ * kernel BUGs on any other state, which cannot occur (the reserved SW value is never written), so the model counts
+ * it and reports a warning.
  */
 function teardownVisitor(ctx: VisitCtx<TeardownData>): number {
   const d = ctx.arg;
@@ -233,9 +234,9 @@ function teardownVisitor(ctx: VisitCtx<TeardownData>): number {
   }
   const x = hyp.vmemmap.idx(pfn);
   const s = pkvmGetstateHi(ctx.oldHi);
-  if (s === PageState.OWNED || s === PageState.SHARED_OWNED) {
+  if (s === PageState.OWNED) {
     hyp.vmemmap.flags[x] = hyp.vmemmap.flags[x]! | HypPageFlag.NEED_POISONING | HypPageFlag.PENDING_RECLAIM;
-  } else if (s === PageState.SHARED_BORROWED) {
+  } else if (s === PageState.SHARED_BORROWED || s === PageState.SHARED_OWNED) {
     hyp.vmemmap.flags[x] = hyp.vmemmap.flags[x]! | HypPageFlag.PENDING_RECLAIM;
   } else {
     d.bad++;

@@ -98,25 +98,34 @@ function hostInjectAbort(cpu: HypCpu): void {
  * A host access to PA `pa` on `cpu` through the host stage-2: with the stage-2 enabled the MMU translates it, and
  * a stage-2 fault is taken to EL2, which identity-maps the page lazily (the access is then retried) or refuses it
  * and injects an abort into the host.
+ *
+ * Two outcomes end without an EL2 decision, and both report a failed access: a PA the CPU cannot address (the
+ * host's own stage 1 would have faulted with an address-size fault at EL1, before stage 2), and a fault on a page
+ * that is already mapped (a permission fault, e.g. an instruction fetch from MMIO mapped RW, XN): EL2 answers
+ * -EAGAIN and the host would re-execute and fault forever.
  * @param write a store (else a load).
  * @param exec an instruction fetch.
- * @returns true when the access completes; false when an abort was injected into the host (a page it does not own).
+ * @returns true when the access completes; false when it cannot (an abort was injected into the host, or one of
+ *   the two cases above).
  */
 export function hostAccess(hyp: Hyp, cpu: number, pa: number, write: boolean, exec = false): boolean {
   const c = hyp.cpus[cpu];
   assert(c !== undefined && c.mmu !== null, `no MMU on CPU ${cpu}`);
+  if (!Number.isSafeInteger(pa) || pa < 0 || pa >= 2 ** hyp.hostPgt.iaBits) return false;
   if (!c.hostS2Enabled) return true;
   const mmu = c.mmu;
   const access = exec ? AccessKind.EXEC : write ? AccessKind.WRITE : AccessKind.READ;
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; ; attempt++) {
+    // A fault right after EL2 installed a mapping for this address can only be a permission fault (handled
+    // below); a third abort would mean the idmap did not cover the address: an emulator bug.
+    assert(attempt < 3, `host access to 0x${pa.toString(16)} still faults after the idmap`);
     if (mmu.translate(pa, access, 0, walk) === FaultType.NONE) return true;
     hostCtx.access = exec ? AbortAccess.EXEC : write ? AbortAccess.WRITE : AbortAccess.READ;
     hostCtx.insn = INSN_NO_SYNDROME;
     hostCtx.vaLo = pa >>> 0;
     hostCtx.vaHi = Math.floor(pa / 0x1_0000_0000) >>> 0;
     deliverStage2Abort(walk, hostCtx, c.exc);
-    if (handleTrap(hyp, c) === HostAbortResult.INJECTED) return false;
+    const r = handleTrap(hyp, c);
+    if (r !== HostAbortResult.MAPPED) return false;
   }
-  // After a successful idmap the access cannot fault again: reaching here is an emulator bug.
-  assert(false, `host access to 0x${pa.toString(16)} still faults after the idmap`);
 }

@@ -5,8 +5,10 @@ import { HOST_VCPU } from '../../src/arch/smccc.js';
 import {
   guestShareHost,
   guestUnshareHost,
+  hostDonateGuest,
   hostDonateHyp,
   hostReclaimPage,
+  hostShareGuest,
   hostShareHyp,
   hostUnshareHyp,
   hypDonateHost,
@@ -77,16 +79,17 @@ t.test('hypDonateHost: hyp OWNED → NOPAGE, host NOPAGE → OWNED; else -EPERM'
   t.end();
 });
 
-t.test('host↔hyp transitions refuse non-memory pfns with -EINVAL', (t) => {
+t.test('host↔hyp transitions: a pfn that is not memory is NOPAGE to the host (-EPERM); past the IPA size -ERANGE', (t) => {
   const m = bootMachine();
   const mmio = MMIO_BASE / PAGE_SIZE;
-  t.equal(hostShareHyp(m.hyp, mmio), Err.EINVAL);
-  t.equal(hostUnshareHyp(m.hyp, mmio), Err.EINVAL);
-  t.equal(hostDonateHyp(m.hyp, mmio, 1), Err.EINVAL);
-  t.equal(hypDonateHost(m.hyp, mmio, 1), Err.EINVAL);
-  t.equal(hostShareHyp(m.hyp, 2 ** 60), Err.EINVAL, 'pfn beyond 2^53 bytes');
-  t.equal(hostShareHyp(m.hyp, Number.NaN), Err.EINVAL, 'x1 above 2^53');
+  t.equal(hostShareHyp(m.hyp, mmio), Err.EPERM);
+  t.equal(hostUnshareHyp(m.hyp, mmio), Err.EPERM);
+  t.equal(hostDonateHyp(m.hyp, mmio, 1), Err.EPERM);
+  t.equal(hypDonateHost(m.hyp, mmio, 1), Err.EPERM);
+  t.equal(hostShareHyp(m.hyp, 2 ** 40), Err.ERANGE, 'PA 2^52, past the 40-bit host IPA space');
+  t.equal(hostShareHyp(m.hyp, Number.NaN), Err.ERANGE, 'x1 above 2^53');
   t.equal(hostDonateHyp(m.hyp, allocHostPages(m) / PAGE_SIZE, 0), Err.EINVAL, 'zero pages');
+  t.equal(hypPinSharedMem(m.hyp, MMIO_BASE, 8), Err.EPERM, 'pin of MMIO');
   t.same(m.hyp.warnings, []);
   t.end();
 });
@@ -170,14 +173,27 @@ t.test('__pkvm_host_map_guest error paths', (t) => {
   t.same(hvc(m, 0, '__pkvm_host_map_guest', pa / PAGE_SIZE, 1), { x0: 0, x1: Err.ENOMEM }, 'empty host memcache');
   t.equal(m.hyp.hostState(pa), PageState.OWNED, 'no state change on -ENOMEM');
   topupHostMemcache(m, vm.vcpuPas[0]! + HOST_VCPU.MC_HEAD, 2);
-  t.same(hvc(m, 0, '__pkvm_host_map_guest', MMIO_BASE / PAGE_SIZE, 1), { x0: 0, x1: Err.EINVAL }, 'MMIO pfn');
-  t.same(hvc(m, 0, '__pkvm_host_map_guest', pa / PAGE_SIZE, 2 ** 40), { x0: 0, x1: Err.EINVAL }, 'gfn past the IPA space');
+  t.same(hvc(m, 0, '__pkvm_host_map_guest', MMIO_BASE / PAGE_SIZE, 1), { x0: 0, x1: Err.EPERM }, 'MMIO pfn');
+  t.same(hvc(m, 0, '__pkvm_host_map_guest', pa / PAGE_SIZE, 2 ** 40), { x0: 0, x1: Err.ERANGE }, 'gfn past the IPA space');
   t.equal(hv.memcache.nrPages, 2, 'memcache admitted before the argument checks');
   t.same(hvc(m, 0, '__pkvm_host_map_guest', pa / PAGE_SIZE, 1), { x0: 0, x1: 0 });
   t.equal(hv.memcache.nrPages, 0, 'two table pages used (levels 2 and 3)');
   t.same(hvc(m, 0, '__pkvm_host_map_guest', allocHostPages(m) / PAGE_SIZE, 1), { x0: 0, x1: Err.ENOMEM }, 'refill precedes the checks');
   topupHostMemcache(m, vm.vcpuPas[0]! + HOST_VCPU.MC_HEAD, 2);
   t.same(hvc(m, 0, '__pkvm_host_map_guest', allocHostPages(m) / PAGE_SIZE, 1), { x0: 0, x1: Err.EPERM }, 'second fault on the same IPA');
+  t.same(m.hyp.warnings, []);
+  t.end();
+});
+
+t.test('host→guest: a short vCPU memcache is refused with -ENOMEM before any state changes (FIX-2026)', (t) => {
+  const m = bootMachine();
+  const { vm, hv } = vmWithVcpu(m, false);
+  const pa = allocHostPages(m);
+  t.equal(hv.memcache.nrPages, 0);
+  t.equal(hostShareGuest(m.hyp, pa / PAGE_SIZE, 7, hv), Err.ENOMEM);
+  t.equal(hostDonateGuest(m.hyp, pa / PAGE_SIZE, 7, hv), Err.ENOMEM);
+  t.equal(m.hyp.hostState(pa), PageState.OWNED);
+  t.equal(m.hyp.guestState(vm.handle, 7 * PAGE_SIZE), PageState.NOPAGE);
   t.same(m.hyp.warnings, []);
   t.end();
 });
@@ -206,7 +222,8 @@ t.test('guest→host share/unshare over every (guest, host) pair', (t) => {
       }
     }
   }
-  t.equal(guestShareHost(m.hyp, hv, 2 ** 41), Err.EINVAL, 'IPA outside the guest');
+  t.equal(guestShareHost(m.hyp, hv, 2 ** 41), Err.ERANGE, 'IPA outside the guest');
+  t.equal(guestShareHost(m.hyp, hv, Number.NaN), Err.ERANGE, 'IPA not an integer');
   t.same(m.hyp.warnings, []);
   t.end();
 });

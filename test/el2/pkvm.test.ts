@@ -2,6 +2,7 @@ import t from 'tap';
 import { PAGE_SIZE } from '../../src/arch/addr.js';
 import { Err } from '../../src/arch/errno.js';
 import { HOST_KVM, HOST_VCPU, hypVcpuSize, hypVmSize } from '../../src/arch/smccc.js';
+import { guestShareHost } from '../../src/el2/mem-protect.js';
 import { PageState } from '../../src/el2/page-state.js';
 import { HANDLE_OFFSET, KVM_MAX_PVMS } from '../../src/el2/vm.js';
 import { HypPageFlag } from '../../src/el2/vmemmap.js';
@@ -201,6 +202,24 @@ t.test('__pkvm_teardown_vm', (t) => {
       t.equal(m.hyp.pendingReclaimPages(), 0);
       t.same(m.hyp.warnings, []);
     }
+    t.end();
+  });
+  t.test('a pVM page shared back with the host is reclaimed without poisoning', (t) => {
+    const m = bootMachine();
+    const vm = createVm(m, { protected: true });
+    hvc(m, 0, '__pkvm_vcpu_load', vm.handle, 0);
+    topupHostMemcache(m, vm.vcpuPas[0]! + HOST_VCPU.MC_HEAD, 2);
+    const pa = allocHostPages(m);
+    t.equal(hvc(m, 0, '__pkvm_host_map_guest', pa / PAGE_SIZE, 9).x1, 0);
+    t.equal(guestShareHost(m.hyp, m.hyp.vmByHandle(vm.handle)!.vcpus[0]!, 9 * PAGE_SIZE), 0);
+    m.mem.write32(pa, 0x77);
+    hvc(m, 0, '__pkvm_vcpu_put');
+    t.equal(hvcRet(m, 0, '__pkvm_teardown_vm', vm.handle), 0);
+    t.equal(m.hyp.pageFlags(pa), HypPageFlag.PENDING_RECLAIM);
+    t.equal(hvcRet(m, 0, '__pkvm_host_reclaim_page', pa / PAGE_SIZE), 0);
+    t.equal(m.mem.read32(pa), 0x77);
+    t.equal(m.hyp.hostState(pa), PageState.OWNED);
+    t.same(m.hyp.warnings, []);
     t.end();
   });
   t.test('reclaim of a page that is not pending is refused with -EPERM (host never shared it)', (t) => {

@@ -70,6 +70,15 @@ t.test('host accesses through the host stage-2', (t) => {
     t.same(m.hyp.warnings, []);
     t.end();
   });
+  t.test('fail without an EL2 decision for a PA beyond PARange and for a fetch from MMIO (endless -EAGAIN)', (t) => {
+    const m = bootMachine();
+    t.notOk(hostAccess(m.hyp, 0, 2 ** 40, false));
+    t.notOk(hostAccess(m.hyp, 0, MMIO_BASE, false, true));
+    t.equal(m.hyp.cpus[0]!.injectedAborts, 0, 'nothing injected');
+    t.ok(hostAccess(m.hyp, 0, MMIO_BASE, false), 'a load from the same MMIO page works');
+    t.same(m.hyp.warnings, []);
+    t.end();
+  });
   t.test('allow shared pages and pages a pVM shared back', (t) => {
     const m = bootMachine();
     const pa = allocHostPages(m);
