@@ -1,7 +1,7 @@
 // The model against the QEMU 7.2 oracle fixtures, and the Arm side of every documented divergence
 // (DESIGN.md §5: "a test on each side of it").
 import t from 'tap';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseFixture, validateFixture, type FixtureCase } from '../../src/check/fixture-schema.js';
@@ -47,6 +47,16 @@ t.test('every shared QEMU fixture query passes (7,164 generated + 18 sanity)', a
   for (const r of qemuReports) {
     for (const q of r.queries) if (q.verdict === 'fail') t.fail(`${r.fixture.name} q${q.index}: ${JSON.stringify(q.mismatches)}`);
     if (r.memoryVerdict === 'fail') t.fail(`${r.fixture.name} memory_after: ${JSON.stringify(r.memoryMismatches)}`);
+  }
+});
+
+t.test('fixtures/qemu* are verbatim copies of ../shared/fixtures (when shared/ is present)', async (t) => {
+  const shared = join(ROOT, '..', 'shared', 'fixtures');
+  if (!existsSync(shared)) return t.skip('no ../shared beside the package');
+  for (const sub of ['qemu', 'qemu-divergent']) {
+    for (const f of readdirSync(join(shared, sub)).filter((x) => x.endsWith('.json'))) {
+      t.ok(readFileSync(join(FIX, sub, f)).equals(readFileSync(join(shared, sub, f))), `${sub}/${f}`);
+    }
   }
 });
 

@@ -123,9 +123,9 @@ export const walkCommand: Command = {
       ctx.vaHi = ipaHalves.hi;
       const exc = new El2ExceptionState();
       deliverStage2Abort(walk, ctx, exc);
-      const insn = kind === AccessKind.EXEC ? 'instruction fetch' : kind === AccessKind.WRITE ? 'STR X1' : 'LDR X1';
+      const insn = kind === AccessKind.EXEC ? 'an instruction fetch' : kind === AccessKind.WRITE ? 'STR X1, [X0]' : 'LDR X1, [X0]';
       io.out(
-        `  as a ${insn} from EL1: ESR_EL2=${u64ToShortHex(exc.esrLo, exc.esrHi)} FAR_EL2=${u64ToShortHex(exc.farLo, exc.farHi)} ` +
+        `  as ${insn} from EL1: ESR_EL2=${u64ToShortHex(exc.esrLo, exc.esrHi)} FAR_EL2=${u64ToShortHex(exc.farLo, exc.farHi)} ` +
           `HPFAR_EL2=${u64ToShortHex(exc.hpfarLo, exc.hpfarHi)}${exc.hpfarValid ? '' : ' (HPFAR UNKNOWN architecturally; the IPA is written)'}\n`,
       );
     }
