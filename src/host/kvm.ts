@@ -82,6 +82,7 @@ export class KvmHost {
    *   `__pkvm_host_share_hyp` (everything allocated so far is released).
    */
   createVm(cpu: number, mm: Mm, nrVcpus: number, isProtected: boolean): Kvm | Err {
+    // KVM_MAX_VCPUS is 512 on arm64 (arch/arm64/include/asm/kvm_host.h).
     if (!Number.isSafeInteger(nrVcpus) || nrVcpus < 1 || nrVcpus > 512) return Err.EINVAL;
     const kvmPa = this.allocSharedStruct(cpu);
     if (kvmPa < 0) return kvmPa as Err;
@@ -149,7 +150,8 @@ export class KvmHost {
     let order = 1;
     while (order < nrPages) order *= 2;
     const p = this.pages;
-    for (let first = 0; first + nrPages <= p.nrPages; first += order) {
+    // Candidates are tested in PA space: a range need not start on an `order` boundary. Linear, once per VM.
+    for (let first = 0; first + nrPages <= p.nrPages; first++) {
       const base = p.paOf(first);
       if (base % (order * PAGE_SIZE) !== 0) continue;
       let ok = true;

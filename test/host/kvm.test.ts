@@ -148,3 +148,14 @@ t.test('gpaToHva follows the memslots', async (t) => {
   t.equal(fx.kvm.gpaToHva(GUEST_IPA + 3 * PAGE_SIZE + 8), GUEST_HVA + 3 * PAGE_SIZE + 8);
   t.equal(fx.kvm.gpaToHva(0x1000), -1);
 });
+
+t.test('allocPagesExact aligns in PA space even when host RAM starts off the order boundary', async (t) => {
+  const { KvmHost } = await import('../../src/host/kvm.js');
+  const fx = hostFixture();
+  // Host RAM starting one page past a 2-page boundary: the first aligned pair is at index 1.
+  const host = new KvmHost({ mem: fx.mem, port: fx.s2, conduit: fx.el2, profile: fx.host.hyp.profile, ram: [{ base: 0x4000_1000, size: 4 * PAGE_SIZE }], ipaBits: 40 });
+  t.equal(host.allocPagesExact(2), 0x4000_2000);
+  t.equal(host.allocPagesExact(3), -1, 'no 4-aligned run of 3 free pages left');
+  host.freePagesExact(0x4000_2000, 2);
+  t.equal(host.pages.freePages, 4);
+});
