@@ -1,0 +1,114 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseScenario, type Scenario } from '../../src/check/scenario-schema.js';
+import { runScenario } from '../../src/check/scenario-run.js';
+import { runRun } from '../../src/cli/commands/run.js';
+import { ExitCode, type CliIo } from '../../src/cli/command.js';
+
+const machine = { ram: [{ base: '0x40000000', size: '256M' }], cpus: 2 };
+const SP = '0x4e000000';
+
+function scenario(steps: unknown[], m: unknown = machine): Scenario {
+  const r = parseScenario(JSON.stringify({ name: 't', machine: m, steps }), 't.json');
+  if (!r.ok) throw new Error(r.errors.join('\n'));
+  return r.scenario;
+}
+
+function io(): CliIo & { text: () => string; errText: () => string } {
+  let out = '';
+  let err = '';
+  const dir = mkdtempSync(join(tmpdir(), 's2emu-run-'));
+  return { out: (s) => void (out += s), err: (s) => void (err += s), env: {}, cwd: dir, text: () => out, errText: () => err };
+}
+
+t.test('passing and failing expectations are counted; invariants are checks too', async (t) => {
+  const rep = runScenario(
+    scenario([
+      { hvc: '__pkvm_host_share_hyp', args: [`pfn:${SP}`], expect: { x0: 'SUCCESS', x1: '0' } },
+      { hvc: '__pkvm_host_share_hyp', args: [`pfn:${SP}`], expect: { x1: '0' } },
+      { expect_page: SP, host: 'SHARED_OWNED', hyp: 'OWNED' },
+      { check_invariants: true },
+    ]),
+  );
+  t.same(rep.inputErrors, []);
+  t.equal(rep.failed, 2, 'the second share is -EPERM, and hyp is SHARED_BORROWED');
+  const second = rep.steps[1]!;
+  t.same(second.checks.find((c) => c.what === 'x1'), { what: 'x1', expected: '0', actual: '-EPERM', pass: false });
+  t.ok(second.checks.some((c) => c.what === 'invariants' && c.pass), 'invariants checked after the hypercall');
+  t.same(rep.steps[2]!.checks.find((c) => c.what === 'hyp'), { what: 'hyp', expected: 'OWNED', actual: 'SHARED_BORROWED', pass: false });
+  t.ok((rep.steps[3]!.result.pages_checked as number) > 1, 'the carve-out and the shared page were examined');
+  t.equal(rep.passed + rep.failed, rep.steps.reduce((a, s) => a + s.checks.length, 0));
+});
+
+t.test('a step without expect must succeed', async (t) => {
+  const rep = runScenario(
+    scenario([
+      { vm_create: 'g', memory: '1M', backing_pa: '0x48000000' },
+      { vm_destroy: 'g' },
+      { vm_destroy: 'g' },
+    ]),
+  );
+  t.equal(rep.failed, 1);
+  t.match(rep.steps[2]!.checks[0], { what: 'result', expected: 'ok', actual: 'error', pass: false });
+  t.equal(rep.steps[2]!.result.errno, '-ENOENT');
+});
+
+t.test('input only the machine can judge becomes input errors', async (t) => {
+  const rep = runScenario(scenario([{ hvc: '__pkvm_nope' }, { vm_create: 'g', memory: '1M', backing_pa: '0x48000000' }, { guest_hvc: 'g', fn: 'NOPE' }]));
+  t.equal(rep.inputErrors.length, 2);
+  t.match(rep.inputErrors[0], /t\.json: \$\.steps\[0\]\.hvc: expected a hypercall name of profile pkvm-2022/);
+  t.match(rep.inputErrors[1], /\$\.steps\[2\]\.fn: expected a guest service/);
+  t.equal(rep.steps.length, 0, 'nothing ran');
+  const bad = runScenario(scenario([], { ...machine, profile: 'android14' }));
+  t.match(bad.inputErrors.join(), /\$\.machine: profile: expected one of pkvm-2022/);
+  const small = runScenario(scenario([], { ...machine, hyp_pool: { base: '0x40000000', pages: 4 } }));
+  t.match(small.inputErrors.join(), /hyp_pool: expected at least/);
+});
+
+t.test('trace events and set knobs', async (t) => {
+  const rep = runScenario(
+    scenario([
+      { set: { check_invariants: false, memlock_limit: '4K' } },
+      { vm_create: 'g', memory: '1M', backing_pa: '0x48000000' },
+      { guest_access: 'g', ipa: '0x0', access: 'read' },
+      { guest_access: 'g', ipa: '0x1000', access: 'read', expect: { result: 'error', errno: '-ENOMEM' } },
+    ]),
+    { trace: true },
+  );
+  t.equal(rep.failed, 0);
+  t.same(rep.steps[0]!.result, { memlock_limit: 4096, check_invariants: false });
+  t.notOk(rep.steps[2]!.checks.some((c) => c.what === 'invariants'), 'invariants off after set');
+  const names = (rep.steps[2]!.events ?? []).map((e) => (e.ev === 'hvc' ? e.fn : e.ev));
+  t.ok(names.includes('__pkvm_host_map_guest') && names.includes('__kvm_vcpu_run'), names.join(','));
+});
+
+t.test('s2emu run: exit statuses and output', async (t) => {
+  const ok = io();
+  const good = join(ok.cwd, 'good.json');
+  writeFileSync(good, JSON.stringify({ machine, steps: [{ hvc: '__pkvm_host_share_hyp', args: [`pfn:${SP}`], expect: { x1: '0' } }] }));
+  t.equal(runRun([good], ok), ExitCode.OK);
+  const lines = ok.text().trim().split('\n');
+  t.equal(lines.at(-1), '2 passed, 0 failed');
+  t.match(JSON.parse(lines[1]!), { step: 0, kind: 'hvc', result: { x0: 'SUCCESS', x1: '0' } });
+
+  const fail = io();
+  const failing = join(fail.cwd, 'fail.json');
+  writeFileSync(failing, JSON.stringify({ machine, steps: [{ hvc: '__pkvm_host_unshare_hyp', args: [`pfn:${SP}`], expect: { x1: '0' } }] }));
+  t.equal(runRun(['--summary', '--tlb', 'off', failing], fail), ExitCode.MISMATCH);
+  t.match(fail.text(), /FAIL .*fail\.json \$\.steps\[0\] \(hvc\) x1: expected 0, got -EPERM/);
+  t.match(fail.text(), /1 passed, 1 failed\n$/);
+
+  const bad = io();
+  const invalid = join(bad.cwd, 'bad.json');
+  writeFileSync(invalid, JSON.stringify({ machine, steps: [{ hvc: 'x', expect: { x1: 'EWHAT' } }] }));
+  t.equal(runRun([invalid], bad), ExitCode.BAD_INPUT);
+  t.match(bad.errText(), /bad\.json: \$\.steps\[0\]\.expect\.x1: expected a register value/);
+  t.notMatch(bad.errText(), /at .*\.ts:\d+/, 'no stack trace');
+  t.equal(runRun([join(bad.cwd, 'missing.json')], bad), ExitCode.BAD_INPUT);
+  t.match(bad.errText(), /missing\.json: \$: expected a readable file/);
+  t.equal(runRun(['--tlb', 'maybe', good], bad), ExitCode.BAD_INPUT);
+  t.equal(runRun([], bad), ExitCode.BAD_INPUT);
+  t.equal(runRun(['--bogus', good], bad), ExitCode.BAD_INPUT);
+});
