@@ -81,7 +81,12 @@ function handleHostMapGuest(hyp: Hyp, cpu: HypCpu): void {
   cpu.regs.setSigned(1, ret);
 }
 
-/** Mirrors `handle___pkvm_init_vm()`: x1 host kvm, x2 VM area, x3 pgd; returns the handle or an errno. */
+/**
+ * Mirrors `handle___pkvm_init_vm()`: x1 host kvm, x2 VM area, x3 pgd; returns the handle or an errno. The CORE and
+ * Android trees also donate a per-CPU `last_vcpu_ran` array in x4, used by `__pkvm_vcpu_load` to flush the CPU's
+ * stage-1 TLB context when another vCPU of the VM ran there last; the model caches no stage-1 state, so it takes
+ * the UP-6.2 three-argument form (pkvm.md §3.5).
+ */
 function handleInitVm(hyp: Hyp, cpu: HypCpu): void {
   cpu.regs.setSigned(1, pkvmInitVm(hyp, cpu.regs.u(1), cpu.regs.u(2), cpu.regs.u(3)));
 }
@@ -216,15 +221,17 @@ function handlePkvmInit(_hyp: Hyp, cpu: HypCpu): void {
  * Runs the vCPU loaded on this CPU until it exits to the host. A stage-2 abort is reported by writing ESR, FAR and
  * HPFAR into the host vCPU struct and returning ARM_EXCEPTION_TRAP; a protected guest's HVC is handled at EL2 and
  * the guest continues; a non-protected guest's HVC exits to the host as a TRAP with its ESR.
- * Mirrors `handle___kvm_vcpu_run()` (hyp-main.c, protected mode: `pkvm_get_loaded_hyp_vcpu`, `flush_hyp_vcpu`,
+ * Mirrors `handle___kvm_vcpu_run()` (hyp-main.c, protected mode: `get_host_hyp_vcpus`, `flush_hyp_vcpu`,
  * `__kvm_vcpu_run`, `sync_hyp_vcpu`).
- * @returns (x1) the `ARM_EXCEPTION_*` exit code; -EINVAL with no loaded vCPU or no guest layer.
+ * @returns (x1) the `ARM_EXCEPTION_*` exit code; -EINVAL when x1 is not the host vCPU of the vCPU loaded on this
+ *   CPU, or the machine has no guest layer.
  */
 function handleVcpuRun(hyp: Hyp, cpu: HypCpu): void {
   const vcpu = cpu.loadedVcpu;
   const runner = hyp.runner;
   const mmu = cpu.mmu;
-  if (vcpu === null || runner === null || mmu === null) {
+  // get_host_hyp_vcpus(): x1 must name the host vCPU of the vCPU loaded on this CPU.
+  if (vcpu === null || vcpu.hostVcpuPa !== cpu.regs.u(1) || runner === null || mmu === null) {
     cpu.regs.setSigned(1, Err.EINVAL);
     return;
   }
