@@ -77,6 +77,11 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
+  // `s2emu check … | head` closes the pipe early: stop quietly instead of reporting an EPIPE stack.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   runCli(process.argv.slice(2), processIo()).then(
     (code) => {
       process.exitCode = code;
