@@ -60,6 +60,8 @@ export class KvmHost {
   readonly ipaBits: number;
   /** VMs created, in order. */
   readonly vms: Kvm[] = [];
+  /** The vCPU loaded on each physical CPU (the host's view of EL2's `loaded_hyp_vcpu`), or null. */
+  readonly loadedVcpu: (KvmVcpu | null)[] = [];
 
   /** @param opts the ports and layout, validated by the caller (a bad layout throws InvariantError). */
   constructor(opts: KvmHostOptions) {
@@ -387,19 +389,30 @@ export class KvmVcpu {
   }
 
   /**
-   * `kvm_arch_vcpu_load()` in protected mode: `__pkvm_vcpu_load(handle, vcpu_idx, hcr)`.
+   * `kvm_arch_vcpu_load()` in protected mode: `__pkvm_vcpu_load(handle, vcpu_idx, hcr)`. A vCPU already loaded on
+   * `cpu` stays loaded; one loaded elsewhere is put first, and so is another vCPU loaded on `cpu`, as the preempt
+   * notifiers do when vCPU threads are scheduled (`kvm_sched_out()` / `kvm_sched_in()`, virt/kvm/kvm_main.c), so
+   * a physical CPU never has two vCPUs loaded.
    * @param cpu the physical CPU.
    */
   load(cpu: number): void {
-    this.kvm.host.hyp.call(cpu, '__pkvm_vcpu_load', this.kvm.handle, this.idx, 0);
+    const host = this.kvm.host;
+    if (this.loadedOn === cpu) return;
+    if (this.loadedOn >= 0) this.put();
+    const other = host.loadedVcpu[cpu];
+    if (other !== undefined && other !== null) other.put();
+    host.hyp.call(cpu, '__pkvm_vcpu_load', this.kvm.handle, this.idx, 0);
     this.loadedOn = cpu;
+    host.loadedVcpu[cpu] = this;
   }
 
   /** `kvm_arch_vcpu_put()` in protected mode: `__pkvm_vcpu_put()` on the CPU the vCPU is loaded on. */
   put(): void {
-    if (this.loadedOn < 0) return;
-    this.kvm.host.hyp.call(this.loadedOn, '__pkvm_vcpu_put');
+    const cpu = this.loadedOn;
+    if (cpu < 0) return;
+    this.kvm.host.hyp.call(cpu, '__pkvm_vcpu_put');
     this.loadedOn = -1;
+    this.kvm.host.loadedVcpu[cpu] = null;
   }
 
   /**

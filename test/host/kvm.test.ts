@@ -159,3 +159,20 @@ t.test('allocPagesExact aligns in PA space even when host RAM starts off the ord
   host.freePagesExact(0x4000_2000, 2);
   t.equal(host.pages.freePages, 4);
 });
+
+t.test('a physical CPU has at most one vCPU loaded: loading another puts the previous one (sched out/in)', async (t) => {
+  const fx = hostFixture({ nrVcpus: 2 });
+  fx.kvm.createHypVm(0);
+  const [v0, v1] = fx.kvm.vcpus as [NonNullable<(typeof fx.kvm.vcpus)[0]>, NonNullable<(typeof fx.kvm.vcpus)[0]>];
+  fx.el2.calls.length = 0;
+  v0.load(0);
+  v0.load(0);
+  v1.load(0);
+  t.equal(v0.loadedOn, -1);
+  t.equal(v1.loadedOn, 0);
+  v1.load(1);
+  t.same(fx.el2.calls, ['__pkvm_vcpu_load', '__pkvm_vcpu_put', '__pkvm_vcpu_load', '__pkvm_vcpu_put', '__pkvm_vcpu_load']);
+  t.same([fx.host.loadedVcpu[0], fx.host.loadedVcpu[1]], [null, v1]);
+  v1.put();
+  t.equal(fx.host.loadedVcpu[1], null);
+});
