@@ -25,14 +25,13 @@ import {
   SMCCC_CALL_HINTS,
   SmcccRet,
 } from '../arch/smccc.js';
-import { vttbr } from '../arch/vttbr.js';
 import { kvmTlbFlushVmid, kvmTlbFlushVmidIpa } from '../pgtable/tlb-ops.js';
 import { kvmPgtableHypMap } from '../pgtable/hyp.js';
 import { assert } from '../arch/assert.js';
 import { handleGuestHvc } from './guest-hcall.js';
 import type { HcallHandlerRef, Hyp, HypCpu } from './hyp.js';
 import { readU64, refillMemcache } from './memcache.js';
-import { hostDonateGuest, hostDonateHyp, hostReclaimPage, hostShareGuest, hostShareHyp, hostUnshareHyp } from './mem-protect.js';
+import { hostDonateGuest, hostReclaimPage, hostShareGuest, hostShareHyp, hostUnshareHyp } from './mem-protect.js';
 import { pkvmInitVcpu, pkvmInitVm, pkvmTeardownVm, pkvmVcpuLoad, pkvmVcpuPut } from './pkvm.js';
 import { kvmMmuCacheMinPages } from '../pgtable/stage2.js';
 
@@ -74,9 +73,7 @@ function handleHostMapGuest(hyp: Hyp, cpu: HypCpu): void {
   }
   const pfn = cpu.regs.u(1);
   const gfn = cpu.regs.u(2);
-  let ret = refillMemcache(hyp.mem, vcpu.memcache, kvmMmuCacheMinPages(vcpu.vm.pgt), vcpu.hostVcpuPa, (p) =>
-    hostDonateHyp(hyp, p, 1),
-  );
+  let ret = refillMemcache(hyp.mem, vcpu.memcache, kvmMmuCacheMinPages(vcpu.vm.pgt), vcpu.hostVcpuPa, hyp.admitHostPage);
   if (ret === 0) ret = vcpu.vm.isProtected ? hostDonateGuest(hyp, pfn, gfn, vcpu) : hostShareGuest(hyp, pfn, gfn, vcpu);
   cpu.regs.setSigned(1, ret);
 }
@@ -132,15 +129,18 @@ function handleProtFinalize(hyp: Hyp, cpu: HypCpu): void {
   cpu.regs.setSigned(1, 0);
 }
 
+/** HCR_EL2 while the host runs with its stage-2 enabled (VM, RW); the model's HCR holds only what stage 2 reads. */
+const HCR_HOST_S2 = hcr({ vm: true, rw: true });
+/** HCR_EL2 before `__pkvm_prot_finalize` on a CPU (stage 2 off). */
+const HCR_HOST_NO_S2 = hcr({ vm: false, rw: true });
+/** HCR_EL2 while a guest runs (`HCR_GUEST_FLAGS`: VM, RW). */
+const HCR_GUEST = hcr({ vm: true, rw: true });
+
 /** `__load_stage2(&host_mmu.arch.mmu)` on this CPU's MMU. */
 export function loadHostStage2(hyp: Hyp, cpu: HypCpu): void {
   const mmu = cpu.mmu;
   if (mmu === null) return;
-  mmu.setRegs(
-    { lo: hyp.hostVtcrLo, hi: hyp.hostVtcrHi },
-    vttbr({ baddr: hyp.hostPgt.pgd, vmid: 0 }),
-    hcr({ vm: cpu.hostS2Enabled, rw: true }),
-  );
+  mmu.setRegs(hyp.hostVtcr, hyp.hostVttbr, cpu.hostS2Enabled ? HCR_HOST_S2 : HCR_HOST_NO_S2);
 }
 
 /** The VMID of a host `struct kvm_s2_mmu` passed by pointer (pre-finalise TLB calls); -1 when unreadable. */
@@ -236,7 +236,7 @@ function handleVcpuRun(hyp: Hyp, cpu: HypCpu): void {
     return;
   }
   const vm = vcpu.vm;
-  mmu.setRegs({ lo: vm.vtcrLo, hi: vm.vtcrHi }, vttbr({ baddr: vm.pgt.pgd, vmid: vm.vmid }), hcr({ vm: true, rw: true }));
+  mmu.setRegs(vm.vtcr, vm.vttbr, HCR_GUEST);
   const exc = cpu.exc;
   let exit: number = ArmException.IRQ;
   for (;;) {

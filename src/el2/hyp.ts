@@ -9,7 +9,8 @@
  */
 
 import { PAGE_SIZE } from '../arch/addr.js';
-import { errnoName } from '../arch/errno.js';
+import { errnoName, type Ret } from '../arch/errno.js';
+import { vttbr } from '../arch/vttbr.js';
 import type { CpuFeatures } from '../arch/features.js';
 import { RegFile } from '../arch/regs.js';
 import type { HcallProfile } from '../arch/smccc.js';
@@ -80,6 +81,7 @@ export interface HypParts {
   readonly runner: GuestRunner | null;
   readonly mmus: readonly S2Mmu[];
   readonly hcallTable: readonly (HcallHandlerRef | null)[];
+  readonly admitHostPage: (pfn: number) => Ret;
   readonly warnings: string[];
 }
 
@@ -106,6 +108,12 @@ export class Hyp {
   readonly hostPgt: KvmPgtable;
   /** `pkvm_pgtable`: the hypervisor's stage-1. */
   readonly hypPgt: KvmPgtable;
+  /** `host_mmu.arch.vtcr` as halves (for the MMU's register writes). */
+  readonly hostVtcr: { readonly lo: number; readonly hi: number };
+  /** VTTBR_EL2 of the host stage-2 (pgd, VMID 0). */
+  readonly hostVttbr: { readonly lo: number; readonly hi: number };
+  /** `admit_host_page()` for this hypervisor: a host→hyp donation of one page (created once, not per call). */
+  readonly admitHostPage: (pfn: number) => Ret;
   /** `host_mmu.arch.vtcr` bits[31:0]. */
   readonly hostVtcrLo: number;
   /** `host_mmu.arch.vtcr` bits[63:32]. */
@@ -150,6 +158,9 @@ export class Hyp {
     this.hypPgt = p.hypPgt;
     this.hostVtcrLo = p.hostVtcrLo;
     this.hostVtcrHi = p.hostVtcrHi;
+    this.hostVtcr = { lo: p.hostVtcrLo, hi: p.hostVtcrHi };
+    this.hostVttbr = vttbr({ baddr: p.hostPgt.pgd, vmid: 0 });
+    this.admitHostPage = p.admitHostPage;
     this.carveoutPfn = p.carveoutPfn;
     this.carveoutPages = p.carveoutPages;
     this.runner = p.runner;

@@ -75,6 +75,9 @@ export function writeHostMemcache(mem: PhysMem, pa: number, mc: MemcacheCopy): v
   writeU64(mem, pa + 8, mc.nrPages);
 }
 
+/** The working copy of the host memcache during a refill (one at a time: hypercalls do not nest). */
+const hostCopy: MemcacheCopy = { head: 0, nrPages: 0 };
+
 /** Donates one host page to EL2; 0 on success (the caller passes `hostDonateHyp`). */
 export type AdmitFn = (pfn: number) => Ret;
 
@@ -95,7 +98,7 @@ export function refillMemcache(
   hostVcpuPa: number,
   admit: AdmitFn,
 ): Ret {
-  const host: MemcacheCopy = { head: 0, nrPages: 0 };
+  const host = hostCopy;
   readHostMemcache(mem, hostVcpuPa + HOST_VCPU.MC_HEAD, host);
   let ret: Ret = 0;
   while (mc.nrPages < minPages) {

@@ -11,6 +11,7 @@
 import { PAGE_SIZE } from '../arch/addr.js';
 import { Err, type Ret } from '../arch/errno.js';
 import { HOST_KVM, HOST_VCPU, hypVcpuSize, hypVmSize } from '../arch/smccc.js';
+import { vttbr } from '../arch/vttbr.js';
 import { kvmPteToPhys, kvmPteValid } from '../pgtable/pte.js';
 import { kvmPgtableStage2Init, kvmPgtableStage2PgdSize, newKvmPgtable, stage2Destroy } from '../pgtable/stage2.js';
 import { kvmTlbFlushVmid } from '../pgtable/tlb-ops.js';
@@ -113,7 +114,10 @@ export function pkvmInitVm(hyp: Hyp, hostKvmPa: number, vmPa: number, pgdPa: num
     hyp.locks.lock(HypLock.GUEST, idx);
     ret = kvmPgtableStage2Init(pgt, { vmid: vm.vmid, tlb: hyp.tlb, hasFwb: hyp.features.fwb }, hyp.hostVtcrLo, 0, guestForcePte);
     hyp.locks.unlock(HypLock.GUEST);
-    if (ret === 0) hyp.vmTable[idx] = vm;
+    if (ret === 0) {
+      vm.vttbr = vttbr({ baddr: pgt.pgd, vmid: vm.vmid });
+      hyp.vmTable[idx] = vm;
+    }
   }
   hyp.locks.unlock(HypLock.VM_TABLE);
   if (ret !== 0) {

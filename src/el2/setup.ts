@@ -10,6 +10,7 @@
 
 import { PAGE_SIZE } from '../arch/addr.js';
 import { assert } from '../arch/assert.js';
+import type { Ret } from '../arch/errno.js';
 import type { CpuFeatures } from '../arch/features.js';
 import { type AbiProfileName, PROFILES } from '../arch/smccc.js';
 import { vtcr } from '../arch/vtcr.js';
@@ -24,7 +25,7 @@ import { buildHcallTable } from './hcall.js';
 import { Hyp, hypVa } from './hyp.js';
 import { HypPool } from './hyp-pool.js';
 import { HypLock } from './locks.js';
-import { hostStage2ForcePte, hostStage2SetOwnerLocked } from './mem-protect.js';
+import { hostDonateHyp, hostStage2ForcePte, hostStage2SetOwnerLocked } from './mem-protect.js';
 import { PoolMmOps } from './mm-ops.js';
 import { pkvmMkstateHi, PageState, PkvmId } from './page-state.js';
 import { HypVmemmap } from './vmemmap.js';
@@ -156,7 +157,7 @@ export function createHyp(cfg: HypConfig): Hyp {
   assert(initRet === 0, 'createHyp: host stage-2 pgd');
 
   const profile = PROFILES[cfg.profile ?? 'pkvm-2022'];
-  const hyp = new Hyp({
+  const hyp: Hyp = new Hyp({
     mem,
     features: cfg.features,
     tlb: cfg.tlb,
@@ -174,6 +175,7 @@ export function createHyp(cfg: HypConfig): Hyp {
     runner: cfg.runner ?? null,
     mmus: cfg.mmus ?? [],
     hcallTable: buildHcallTable(profile.names),
+    admitHostPage: (pfn: number): Ret => hostDonateHyp(hyp, pfn, 1),
     warnings,
   });
 

@@ -76,6 +76,10 @@ export class HypVm {
   readonly vtcrLo: number;
   /** VTCR_EL2 bits[63:32]. */
   readonly vtcrHi: number;
+  /** VTCR_EL2 as halves, for the MMU's register writes on a world switch. */
+  readonly vtcr: { readonly lo: number; readonly hi: number };
+  /** VTTBR_EL2 of the guest stage-2 (pgd, VMID); set once the stage-2 exists. */
+  vttbr: { readonly lo: number; readonly hi: number } = { lo: 0, hi: 0 };
   /** The VM's page pool (over the pgd pages, plus table pages freed by the guest stage-2). */
   readonly pool: HypPool;
   /** The guest stage-2 (`vm->pgt`). */
@@ -110,6 +114,7 @@ export class HypVm {
     this.pgdSize = pgdSize;
     this.vtcrLo = vtcrLo;
     this.vtcrHi = vtcrHi;
+    this.vtcr = { lo: vtcrLo, hi: vtcrHi };
     this.pool = pool;
     this.pgt = pgt;
   }
