@@ -10,7 +10,8 @@
  *
  * Checked (each failure is one message):
  * - every page has exactly one owner (OWNED or SHARED_OWNED in exactly one component), except pages a torn-down
- *   guest released (`PENDING_RECLAIM`), which are owned by nobody until reclaimed;
+ *   guest released (`PENDING_RECLAIM`), which only the host still sees (its annotation, SHARED_OWNED or
+ *   SHARED_BORROWED view) until it reclaims them;
  * - SHARED_OWNED ⇔ a borrower: each SHARED_OWNED page has exactly one SHARED_BORROWED view elsewhere and each
  *   SHARED_BORROWED view has its SHARED_OWNED owner;
  * - host owner annotations agree with the owner (HYP → hyp OWNED, GUEST → a guest OWNED or pending reclaim);
@@ -257,6 +258,10 @@ export function checkInvariants(v: InvariantView, maxViolations = 50): Invariant
     );
   }
 
+  // Pages with reclaim flags: interesting whatever their tables say.
+  const flags = vm.flags;
+  for (let i = 0; i < flags.length; i++) if (flags[i] !== 0) ghost(vm.basePfn + i);
+
   // Memcache pages: make them interesting so their ownership is checked.
   const mcPages = new Set<number>();
   for (const pa of v.memcachePages()) {
@@ -303,9 +308,12 @@ function checkPage(pa: number, g: PageGhost, vm: HypVmemmap, isMemcache: boolean
   }
   if (g.guests.length > 1) push(`${where}: mapped by ${g.guests.length} guests (${desc()})`);
   if (pending) {
-    // Released by a torn-down guest: the host keeps its annotation or SHARED_OWNED until reclaim; no one else sees it.
+    // Released by a torn-down guest: until reclaim the host keeps its view of the page — the GUEST annotation of a
+    // donated page, SHARED_OWNED of a page it shared, SHARED_BORROWED of a page a protected guest shared back — and
+    // no one else sees it.
     if (g.guests.length > 0 || g.hyp !== PageState.NOPAGE) push(`${where}: pending reclaim but still mapped (${desc()})`);
-    if (!(g.host === PageState.SHARED_OWNED || (g.host === PageState.NOPAGE && g.hostOwner === PkvmId.GUEST))) {
+    const hostKept = g.host === PageState.SHARED_OWNED || g.host === PageState.SHARED_BORROWED;
+    if (!(hostKept || (g.host === PageState.NOPAGE && g.hostOwner === PkvmId.GUEST))) {
       push(`${where}: pending reclaim with an unexpected host view (${desc()})`);
     }
     return;

@@ -118,13 +118,15 @@ function consistent(): World {
   w.hostState(P(7), PageState.OWNED); // ordinary, already idmapped
   w.hostAnnotate(P(8), PkvmId.GUEST); // released by a dead guest
   w.vm.flags[P(8) / PAGE_SIZE - w.vm.basePfn] = HypPageFlag.PENDING_RECLAIM | HypPageFlag.NEED_POISONING;
+  w.hostState(P(13), PageState.SHARED_BORROWED); // a pVM's shared-back page, released by its teardown
+  w.vm.flags[P(13) / PAGE_SIZE - w.vm.basePfn] = HypPageFlag.PENDING_RECLAIM;
   return w;
 }
 
 t.test('a consistent state has no violations', async (t) => {
   const r = checkInvariants(consistent().view());
   t.same(r.violations, []);
-  t.equal(r.pages, 7); // P1–P6 and P8; P7 is a default host mapping
+  t.equal(r.pages, 8); // P1–P6, P8 and P13; P7 is a default host mapping
 });
 
 t.test('host view decoding follows pkvm.md §1.4', async (t) => {
@@ -145,6 +147,7 @@ const breakages: [string, (w: World) => void, RegExp][] = [
   ['a guest-owned page without host annotation', (w) => { w.guestMap(0xa000, P(11), PageState.OWNED); w.pinned.add(P(11)); }, /guest g owns it but the host is not annotated GUEST/],
   ['a hypervisor warning', (w) => w.warns.push('WARN_ON(map)'), /hypervisor warning: WARN_ON\(map\)/],
   ['a pending-reclaim page still mapped', (w) => { w.guestMap(0xb000, P(8), PageState.OWNED); w.pinned.add(P(8)); }, /pending reclaim but still mapped/],
+  ['a pending-reclaim page the host owns again', (w) => w.hostState(P(13), PageState.OWNED), /page 0x4000d000: pending reclaim with an unexpected host view/],
   ['an annotation nobody backs', (w) => w.hostAnnotate(P(12), PkvmId.HYP), /host annotation says hyp owns it/],
 ];
 
