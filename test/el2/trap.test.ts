@@ -4,7 +4,7 @@ import { ESR_S1PTW_LO, EsrEc, esrEc } from '../../src/arch/esr.js';
 import { FaultType } from '../../src/arch/fault.js';
 import { hpfarToIpa } from '../../src/arch/hpfar.js';
 import { RegFile } from '../../src/arch/regs.js';
-import { ArmException, GuestExit, GuestHcall, HOST_VCPU, SmcccRet } from '../../src/arch/smccc.js';
+import { ArmException, GuestExit, GuestHcall, HOST_S2_MMU, HOST_VCPU, SmcccRet } from '../../src/arch/smccc.js';
 import type { GuestRunner } from '../../src/el2/guest-runner.js';
 import { hostDonateHyp } from '../../src/el2/mem-protect.js';
 import { PageState } from '../../src/el2/page-state.js';
@@ -184,5 +184,43 @@ t.test('__kvm_vcpu_run', (t) => {
     t.equal(esrEc(get64(m, vm.vcpuPas[0]! + HOST_VCPU.FAULT_ESR)), EsrEc.HVC64);
     t.end();
   });
+  t.end();
+});
+
+t.test('pre-finalise TLB hypercalls invalidate the VMID named by the host s2 mmu struct', (t) => {
+  const guest = new ScriptedGuest();
+  const m = bootMachine({ runner: guest, finalize: false });
+  const vm = createVm(m);
+  const hv = vm.vcpuPas[0]!;
+  hvc(m, 0, '__pkvm_vcpu_load', vm.handle, 0);
+  topupHostMemcache(m, hv + HOST_VCPU.MC_HEAD, 2);
+  t.equal(hvcRet(m, 0, '__pkvm_host_map_guest', allocHostPages(m) / PAGE_SIZE, 0x30), 0);
+  const vmid = m.hyp.vmByHandle(vm.handle)!.vmid;
+  const fill = (): void => {
+    guest.ops.push({ ipa: 0x30 * PAGE_SIZE, write: false });
+    hvcRet(m, 0, '__kvm_vcpu_run', hv);
+  };
+  const s2mmu = allocHostPages(m);
+  m.mem.write64(s2mmu + HOST_S2_MMU.VMID, vmid, 0);
+  fill();
+  t.ok(m.tlb.countVmid(vmid) > 0, 'guest access cached');
+  hvc(m, 0, '__kvm_tlb_flush_vmid', s2mmu);
+  t.equal(m.tlb.countVmid(vmid), 0, '__kvm_tlb_flush_vmid');
+  fill();
+  hvc(m, 0, '__kvm_tlb_flush_vmid_ipa', s2mmu, 0x30 * PAGE_SIZE, 3);
+  t.equal(m.tlb.countVmid(vmid), 0, '__kvm_tlb_flush_vmid_ipa');
+  fill();
+  const before = m.tlb.countVmid(vmid);
+  hvc(m, 0, '__kvm_flush_cpu_context', s2mmu);
+  // TLBI VMALLE1 removes only the combined stage 1+2 copies; stage-2-only copies survive (arm-s2.md §8.1).
+  t.ok(m.tlb.countVmid(vmid) <= before, '__kvm_flush_cpu_context');
+  hvc(m, 0, '__kvm_tlb_flush_vmid', s2mmu);
+  fill();
+  hvc(m, 0, '__kvm_flush_vm_context');
+  t.equal(m.tlb.countVmid(vmid), 0, '__kvm_flush_vm_context');
+  fill();
+  hvc(m, 0, '__kvm_tlb_flush_vmid', MMIO_BASE);
+  t.ok(m.tlb.countVmid(vmid) > 0, 'an unreadable struct pointer does nothing');
+  t.same(m.hyp.warnings, []);
   t.end();
 });
