@@ -8,6 +8,12 @@
  * write to a DBM writable-clean leaf with HD: the walker must write the descriptor, so a cached leaf cannot serve
  * it). A successful walk fills the TLB. Nothing is allocated per call.
  *
+ * To keep the hit path short, each fill also stores a 6-bit mask: for READ, WRITE and EXEC, from EL1 and from EL0,
+ * whether `s2PermFault` and `s2NeedsHwUpdate` both say "go ahead" for the cached leaf. A hit for a plain or EL0
+ * access reads its bit, and the full functions run only when the bit is clear, when other flags are set, or when
+ * the configuration (VTCR_EL2, HCR_EL2, features: the permission signature) differs from the fill's. The mask is
+ * computed by those same functions, so it cannot disagree with them.
+ *
  * A Permission fault may come from a cached leaf: a real TLB may keep an entry after software relaxed its
  * permissions without TLBI, and the access then faults on the old permissions (the kernel copes by re-faulting).
  * The model behaves the same way, so a missing TLBI after `relax_perms` shows up as a repeated fault with the TLB
@@ -20,9 +26,40 @@ import type { PhysMem } from '../mem/phys-mem.js';
 import type { BbmChecker } from './bbm-check.js';
 import { S2Config, decodeS2Config } from './s2-config.js';
 import { AccessKind, WalkFlag, s2NeedsHwUpdate, s2PermFault, s2Walk } from './s2-walk.js';
-import { Tlb } from './tlb.js';
+import { TLB_MAX_PERM_SIG, Tlb } from './tlb.js';
 import type { WalkResult } from './walk-result.js';
 import type { WalkTrace } from './walk-trace.js';
+
+/**
+ * Permission signatures: one small number per distinct (VTCR_EL2, HCR_EL2, features) combination, so that a
+ * permission mask cached in a TLB entry is used only under the configuration it was computed for (VTTBR_EL2 does not
+ * affect permissions). Shared by every S2Mmu, because the TLB may be.
+ */
+const permSigs = new Map<string, number>();
+const featureIds = new WeakMap<CpuFeatures, number>();
+let nextFeatureId = 0;
+
+function permSigOf(vtcrLo: number, vtcrHi: number, hcrLo: number, hcrHi: number, features: CpuFeatures): number {
+  let fid = featureIds.get(features);
+  if (fid === undefined) {
+    fid = nextFeatureId++;
+    featureIds.set(features, fid);
+  }
+  const key = `${vtcrLo}:${vtcrHi}:${hcrLo}:${hcrHi}:${fid}`;
+  let sig = permSigs.get(key);
+  if (sig === undefined) {
+    // Signature 0 means "no mask" to the TLB; after TLB_MAX_PERM_SIG configurations the fast path is simply off.
+    sig = permSigs.size + 1 <= TLB_MAX_PERM_SIG ? permSigs.size + 1 : 0;
+    permSigs.set(key, sig);
+  }
+  return sig;
+}
+
+/** The permission-mask bit for an access kind and flags, or 0 when the flags need the full check. */
+function permBitOf(access: AccessKind, flags: number): number {
+  // Only plain accesses and EL0 accesses have precomputed answers (S1PTW, AT and NO_UPDATE take the full path).
+  return (flags & ~WalkFlag.EL0) === 0 ? 1 << (access * 2 + (flags & WalkFlag.EL0)) : 0;
+}
 
 /** Construction options of an {@link S2Mmu}. */
 export interface S2MmuOptions {
@@ -64,6 +101,12 @@ export class S2Mmu {
   walks = 0;
   /** Translations served by the TLB (including Permission faults raised from a cached leaf). */
   tlbHits = 0;
+  /** Permission signature of the current configuration (see `permSigOf`); 0 = no cached masks. */
+  private permSig = 0;
+  private sigVtcrLo = -1;
+  private sigVtcrHi = -1;
+  private sigHcrLo = -1;
+  private sigHcrHi = -1;
 
   /**
    * Creates an MMU with all registers zero (HCR_EL2.VM = 0: stage 2 off).
@@ -130,13 +173,19 @@ export class S2Mmu {
    */
   translate(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
     const cfg = this.cfg;
-    if (cfg.enabled && cfg.fault === FaultType.NONE && this.tlb.lookup(cfg.vmid, ipa, out)) {
-      const lo = out.descLo;
-      const hi = out.descHi;
-      if (!s2NeedsHwUpdate(cfg, lo, hi, access, flags)) {
+    if (cfg.enabled && cfg.fault === FaultType.NONE) {
+      const hit = this.tlb.lookupPerm(cfg.vmid, ipa, permBitOf(access, flags), this.permSig, out);
+      if (hit === 1) {
+        // The mask computed at fill time already says: permitted, no hardware update needed (flags are 0 or EL0).
+        this.tlbHits++;
+        const checker = this.checker;
+        if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
+        return FaultType.NONE;
+      }
+      if (hit === 2 && !s2NeedsHwUpdate(cfg, out.descLo, out.descHi, access, flags)) {
         this.tlbHits++;
         out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
-        if (s2PermFault(cfg, lo, hi, access, flags)) {
+        if (s2PermFault(cfg, out.descLo, out.descHi, access, flags)) {
           out.fault = FaultType.PERMISSION;
           out.level = out.leafLevel;
           return FaultType.PERMISSION;
@@ -146,12 +195,30 @@ export class S2Mmu {
         return FaultType.NONE;
       }
     }
+    return this.walkAndFill(ipa, access, flags, out);
+  }
+
+  private walkAndFill(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
+    const cfg = this.cfg;
     this.walks++;
     const fault = s2Walk(this.mem, cfg, ipa, access, flags, out, this.trace);
-    if (fault === FaultType.NONE && cfg.enabled && (flags & WalkFlag.NO_UPDATE) === 0) {
-      this.tlb.fill(cfg.vmid, ipa, out);
+    if (fault === FaultType.NONE && cfg.enabled && (flags & WalkFlag.NO_UPDATE) === 0 && this.tlb.enabled) {
+      this.tlb.fill(cfg.vmid, ipa, out, this.permMask(out.descLo, out.descHi), this.permSig);
     }
     return fault;
+  }
+
+  /** Which plain/EL0 access classes the leaf permits with no hardware update, by the walker's own rules. */
+  private permMask(lo: number, hi: number): number {
+    const cfg = this.cfg;
+    let mask = 0;
+    for (let access = 0; access <= 2; access++) {
+      for (let el0 = 0; el0 <= 1; el0++) {
+        const a = access as AccessKind;
+        if (!s2PermFault(cfg, lo, hi, a, el0) && !s2NeedsHwUpdate(cfg, lo, hi, a, el0)) mask |= 1 << (access * 2 + el0);
+      }
+    }
+    return mask;
   }
 
   /**
@@ -170,6 +237,14 @@ export class S2Mmu {
 
   private decode(): void {
     decodeS2Config(this.vtcrLo, this.vtcrHi, this.vttbrLo, this.vttbrHi, this.hcrLo, this.hcrHi, this.features, this.cfg);
+    if (this.vtcrLo !== this.sigVtcrLo || this.vtcrHi !== this.sigVtcrHi || this.hcrLo !== this.sigHcrLo || this.hcrHi !== this.sigHcrHi) {
+      // Only a VTCR/HCR change recomputes the signature: a world switch changes VTTBR alone.
+      this.permSig = permSigOf(this.vtcrLo, this.vtcrHi, this.hcrLo, this.hcrHi, this.features);
+      this.sigVtcrLo = this.vtcrLo;
+      this.sigVtcrHi = this.vtcrHi;
+      this.sigHcrLo = this.hcrLo;
+      this.sigHcrHi = this.hcrHi;
+    }
     const checker = this.checker;
     if (checker !== null) checker.addRoot(this.cfg);
   }

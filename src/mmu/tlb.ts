@@ -94,8 +94,8 @@ export interface TlbOptions {
  *   3     PA of the leaf descriptor
  *   4, 5  the descriptor's halves as filled
  *   6     packed: MemAttr[3:0] | S2AP<<4 | SH<<6 | XN<<8 | SW<<10 | AF<<14 | DBM<<15 | Cont<<16 | (level+1)<<17 |
- *         copies<<20
- *   7     shift (log2 of the entry's size)
+ *         copies<<20 | permission mask<<22 (6 bits, see {@link Tlb.lookupPerm})
+ *   7     permission signature * 64 + shift (log2 of the entry's size)
  * The hash chain lives in its own Int32Array, so that chain indices stay int32 in optimised code.
  */
 const STRIDE = 8;
@@ -119,6 +119,9 @@ const COPY_C = 2;
 const A_COPY_S2 = COPY_S2 << A_COPIES_SHIFT;
 const A_COPY_C = COPY_C << A_COPIES_SHIFT;
 const A_COPIES = (COPY_S2 | COPY_C) << A_COPIES_SHIFT;
+const A_PERM_SHIFT = 22;
+/** Largest permission signature (it shares slot 7 with the shift and must keep it below 2^31). */
+export const TLB_MAX_PERM_SIG = 2 ** 24 - 1;
 
 const MAX_SHIFT = 64;
 const INITIAL_UNBOUNDED = 1024;
@@ -199,19 +202,18 @@ export class Tlb {
    * true; `out` is untouched on a miss. Permission is not checked here (the caller checks the cached leaf).
    */
   lookup(vmid: number, ipa: number, out: WalkResult): boolean {
-    // Split in two small functions so that V8 can inline both into the caller (S2Mmu.translate).
-    const i = this.lookupIndex(vmid, ipa);
-    if (i < 0) {
-      this.misses++;
-      return false;
-    }
-    this.hits++;
-    this.fillOut(i, ipa, out);
-    return true;
+    return this.lookupPerm(vmid, ipa, 0, 0, out) !== 0;
   }
 
-  /** The entry translating `ipa` for `vmid` (smallest size first), or −1. */
-  private lookupIndex(vmid: number, ipa: number): number {
+  /**
+   * {@link Tlb.lookup} with a precomputed permission answer: returns 0 on a miss (`out` untouched), 1 on a hit whose
+   * cached permission mask has `permBit` set and was computed under signature `permSig` (the access is permitted as
+   * is), and 2 on a hit that the caller must check in full. `out` is filled on a hit either way. `S2Mmu` computes the
+   * mask at fill time with the walker's own permission functions, so both paths decide alike.
+   */
+  lookupPerm(vmid: number, ipa: number, permBit: number, permSig: number, out: WalkResult): number {
+    // One function, not lookupIndex + fillOut: this is the only call on S2Mmu.translate's hit path, and V8's
+    // inlining budget is spent by then.
     const n = this.nShifts;
     const ent = this.ent;
     const buckets = this.buckets;
@@ -226,51 +228,52 @@ export class Tlb {
       let i = buckets[Math.imul((tag >>> 0) ^ vmidHash ^ Math.imul(shift, 0x27d4eb2f), 0x9e3779b1) >>> hashShift]!;
       while (i >= 0) {
         const o = i * STRIDE;
-        if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) return i;
+        if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) {
+          this.hits++;
+          let attr = ent[o + F_ATTR]! | 0;
+          if ((attr & A_COPIES) !== A_COPIES) {
+            attr |= A_COPIES; // a stage-2-only copy alone still translates, and allocates the combined copy again
+            ent[o + F_ATTR] = attr;
+          }
+          const sigShift = ent[o + F_SHIFT]! | 0;
+          out.fault = FaultType.NONE;
+          out.level = 0;
+          out.s1ptw = false;
+          out.ipa = ipa;
+          out.pa = ent[o + F_PABASE]! + (ipa - tag * POW2[shift]!);
+          out.leafLevel = ((attr >>> A_LEVEL_SHIFT) & 7) - 1;
+          out.leafShift = shift;
+          out.descPa = ent[o + F_DESCPA]!;
+          out.descLo = ent[o + F_LO]!;
+          out.descHi = ent[o + F_HI]!;
+          out.memAttr = attr & 0xf;
+          out.s2ap = (attr >>> 4) & 3;
+          out.sh = (attr >>> 6) & 3;
+          out.xn = (attr >>> 8) & 3;
+          out.af = (attr & A_AF) !== 0;
+          out.dbm = (attr & A_DBM) !== 0;
+          out.sw = (attr >>> 10) & 0xf;
+          out.cont = (attr & A_CONT) !== 0;
+          out.hwUpdated = false;
+          return ((attr >>> A_PERM_SHIFT) & permBit) !== 0 && sigShift >>> 6 === permSig ? 1 : 2;
+        }
         i = next[i]!;
       }
     }
-    return -1;
-  }
-
-  /** Fills `out` from entry `i` for an access to `ipa`, and revives its combined copy. */
-  private fillOut(i: number, ipa: number, out: WalkResult): void {
-    const ent = this.ent;
-    const o = i * STRIDE;
-    let attr = ent[o + F_ATTR]! | 0;
-    // A stage-2-only copy alone still translates, and allocates the combined copy again.
-    if ((attr & A_COPIES) !== A_COPIES) {
-      attr |= A_COPIES;
-      ent[o + F_ATTR] = attr;
-    }
-    const shift = ent[o + F_SHIFT]!;
-    out.fault = FaultType.NONE;
-    out.level = 0; // as s2Walk leaves it on success (the fault level is meaningless then)
-    out.s1ptw = false;
-    out.ipa = ipa;
-    out.pa = ent[o + F_PABASE]! + (ipa - ent[o + F_TAG]! * POW2[shift]!);
-    out.leafLevel = ((attr >>> A_LEVEL_SHIFT) & 7) - 1;
-    out.leafShift = shift;
-    out.descPa = ent[o + F_DESCPA]!;
-    out.descLo = ent[o + F_LO]!;
-    out.descHi = ent[o + F_HI]!;
-    out.memAttr = attr & 0xf;
-    out.s2ap = (attr >>> 4) & 3;
-    out.sh = (attr >>> 6) & 3;
-    out.xn = (attr >>> 8) & 3;
-    out.af = (attr & A_AF) !== 0;
-    out.dbm = (attr & A_DBM) !== 0;
-    out.sw = (attr >>> 10) & 0xf;
-    out.cont = (attr & A_CONT) !== 0;
-    out.hwUpdated = false;
+    this.misses++;
+    return 0;
   }
 
   /**
    * Caches the leaf of a successful walk of `ipa` for `vmid`, replacing any entry with the same VMID, size and
    * base. A no-op when the TLB is off. Throws {@link InvariantError} if `res` is a fault (API misuse).
+   * @param perm optional precomputed permission mask for {@link Tlb.lookupPerm} (bit k set: the access class k is
+   *   known to be permitted without a hardware update); 0 = nothing known.
+   * @param permSig the signature of the configuration `perm` was computed under.
    */
-  fill(vmid: number, ipa: number, res: WalkResult): void {
+  fill(vmid: number, ipa: number, res: WalkResult, perm = 0, permSig = 0): void {
     if (this.capacity === 0) return;
+    assert(perm >= 0 && perm <= 0x3f && permSig >= 0 && permSig <= TLB_MAX_PERM_SIG, 'Tlb.fill: permission mask/signature');
     assert(res.fault === FaultType.NONE, 'Tlb.fill of a faulting walk');
     assert(res.leafShift >= 12 && res.leafShift < MAX_SHIFT, `Tlb.fill: leafShift ${res.leafShift}`);
     const shift = res.leafShift;
@@ -300,7 +303,9 @@ export class Tlb {
       (res.dbm ? A_DBM : 0) |
       (res.cont ? A_CONT : 0) |
       ((res.leafLevel + 1) << A_LEVEL_SHIFT) |
-      A_COPIES;
+      A_COPIES |
+      (perm << A_PERM_SHIFT);
+    ent[o + F_SHIFT] = permSig * 64 + shift;
   }
   /**
    * `TLBI IPAS2E1IS` (and IPAS2E1, IPAS2E1OS): removes the stage-2-only copy of every entry of `vmid` that
@@ -457,7 +462,7 @@ export class Tlb {
   }
 
   private shiftOf(i: number): number {
-    return this.ent[i * STRIDE + F_SHIFT]!;
+    return (this.ent[i * STRIDE + F_SHIFT]! | 0) & 63;
   }
 
   private hash(vmid: number, tag: number, shift: number): number {
@@ -605,7 +610,7 @@ export class Tlb {
       const key = oldEnt[oj + F_KEY]!;
       this.link(i, Math.floor(key / 64), oldEnt[oj + F_TAG]!, key % 64);
       const o = i * STRIDE;
-      for (let f = F_PABASE; f <= F_ATTR; f++) this.ent[o + f] = oldEnt[oj + f]!; // tag, key, shift set by link()
+      for (let f = F_PABASE; f <= F_SHIFT; f++) this.ent[o + f] = oldEnt[oj + f]!; // tag and key set by link()
     }
   }
 }

@@ -125,6 +125,18 @@ t.test('translate', async (t) => {
     t.equal(fx.tlb.countVmid(VMID), 1);
     t.equal(fx.tlb.countVmid(VMID + 1), 1);
   });
+  t.test('a cached permission answer is not reused under another configuration (HCR_EL2.FWB)', async (t) => {
+    // MemAttr 0b1000 is Normal with FWB=0 but Device with FWB=1 (only MemAttr[2:0] count), and fetches from Device fault.
+    const fx = fixture();
+    fx.tree.set(0x1000, 3, s2Page({ oa: 0x4a00_0000, memAttr: 0b1000 }));
+    const out = new WalkResult();
+    t.equal(fx.mmu.translate(0x1000, AccessKind.EXEC, 0, out), FaultType.NONE);
+    t.equal(fx.mmu.translate(0x1000, AccessKind.EXEC, 0, out), FaultType.NONE, 'a hit');
+    const h = hcr({ vm: true, rw: true, fwb: true });
+    fx.mmu.setHcr(h.lo, h.hi);
+    t.equal(fx.mmu.translate(0x1000, AccessKind.EXEC, 0, out), FaultType.PERMISSION);
+    t.equal(fx.mmu.walks, 1, 'decided from the cached leaf, under the new configuration');
+  });
   t.test('stage 2 off: PA = IPA and nothing is cached', async (t) => {
     const fx = fixture();
     fx.mmu.setHcr(0, 0);

@@ -217,6 +217,22 @@ t.test('maintenance (arm-s2.md §8.1)', async (t) => {
   });
 });
 
+t.test('lookupPerm answers from the mask only under the same signature', async (t) => {
+  const tlb = new Tlb();
+  const out = new WalkResult();
+  t.equal(tlb.lookupPerm(1, 0x1000, 1, 7, out), 0, 'miss');
+  tlb.fill(1, 0x1000, leafResult(0x1000, 0x5000, 3), 0b000101, 7);
+  t.equal(tlb.lookupPerm(1, 0x1000, 0b000001, 7, out), 1);
+  t.equal(out.pa, 0x5000);
+  t.equal(tlb.lookupPerm(1, 0x1000, 0b000100, 7, out), 1);
+  t.equal(tlb.lookupPerm(1, 0x1000, 0b000010, 7, out), 2, 'bit not known');
+  t.equal(tlb.lookupPerm(1, 0x1000, 0b000001, 8, out), 2, 'another configuration');
+  t.equal(tlb.lookupPerm(1, 0x1000, 0, 7, out), 2, 'no bit asked');
+  tlb.fill(1, 0x1000, leafResult(0x1000, 0x5000, 3));
+  t.equal(tlb.lookupPerm(1, 0x1000, 0b000001, 7, out), 2, 'a refill without a mask forgets it');
+  t.throws(() => tlb.fill(1, 0x1000, leafResult(0x1000, 0x5000, 3), 0x40, 1), InvariantError);
+});
+
 t.test('checkInvariants detects corruption', async (t) => {
   const tlb = new Tlb();
   tlb.fill(1, 0x1000, leafResult(0x1000, 0x5000, 3));
