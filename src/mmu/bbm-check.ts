@@ -32,9 +32,10 @@
  *
  * To know which VMID and IPA a descriptor translates, the checker indexes the tables reachable from the roots
  * (VTTBR_EL2 values) it was told about ({@link BbmChecker.addRoot}; `S2Mmu` registers each configuration it loads).
- * A descriptor no root reaches cannot be in any TLB, so its writes carry no obligation. The index follows tables
- * linked through `writeDesc` and is rebuilt by scanning the roots when needed; tables written with plain
- * `write64` after their root was registered are found only at the next rescan.
+ * A descriptor no root reaches cannot be in any TLB, so its writes carry no obligation. The index is built by
+ * scanning the roots when a root is registered, and then follows tables linked through `writeDesc` (scanning the
+ * linked subtree); tables linked with plain `write64` after that are not seen until the next root registration,
+ * so their descriptors are not checked (a false negative, never a false report).
  */
 
 import { S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI, S2_PBHA_HI, S2_SW_HI, S2_XN0_HI, S2_XN_HI } from '../arch/desc.js';
@@ -204,16 +205,16 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   }
 
   /**
-   * Registers a stage-2 root (the table VTTBR_EL2 points at) so descriptors below it can be located. Idempotent; the
-   * latest registration takes precedence when two roots claim the same table page. Ignores disabled or faulting
-   * configurations (no walk can use them).
+   * Registers a stage-2 root (the table VTTBR_EL2 points at) so descriptors below it can be located. Idempotent and
+   * cheap for a known root; a newly registered root takes precedence when two roots claim the same table page.
+   * Ignores disabled or faulting configurations (no walk can use them).
    */
   addRoot(cfg: S2Config): void {
     if (!cfg.enabled || cfg.fault !== 0) return;
-    const first = this.roots[0];
-    if (first !== undefined && sameRoot(first, cfg)) return; // the common case (the same VM re-entered)
-    const known = this.roots.find((r) => sameRoot(r, cfg));
-    const root: RootInfo = known ?? {
+    const roots = this.roots;
+    // The common case (a world switch back to a known VM) must not allocate: a plain scan of a short list.
+    for (let k = 0; k < roots.length; k++) if (sameRoot(roots[k]!, cfg)) return; // JUSTIFY: k < length.
+    const root: RootInfo = {
       vmid: cfg.vmid,
       base: cfg.baseAddr,
       startLevel: cfg.startLevel,
@@ -222,11 +223,9 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       stride: cfg.stride,
       oaFormat: cfg.oaFormat,
     };
-    this.roots = [root, ...this.roots.filter((r) => r !== root && !(r.vmid === cfg.vmid && r.base === cfg.baseAddr))];
-    if (known === undefined) {
-      this.indexDirty = true;
-      this.frames.clear(); // the new root takes precedence on pages it shares with older ones
-    }
+    this.roots = [root, ...roots.filter((r) => !(r.vmid === cfg.vmid && r.base === cfg.baseAddr))];
+    this.indexDirty = true;
+    this.frames.clear(); // the new root takes precedence on pages it shares with older ones
   }
 
   /** Forgets a root (its VM was torn down and its table pages may be reused). */
@@ -457,17 +456,14 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   /** After a descriptor at `pa` became a valid table, index the table it points to (incremental linking). */
   private noteTableLink(pa: number, lo: number, hi: number): void {
     if ((lo & 3) !== 3) return;
+    // A link inside a table no root reaches (EL2's own stage-1 tables, a table being built) changes nothing yet: it
+    // is indexed when that table itself is linked (the subtree scan below).
     const parent = this.tableOf(pa);
-    if (parent === null) {
-      // Possibly a link inside a table the index does not know yet: rescan when next needed.
-      this.indexDirty = true;
-      return;
-    }
-    if (parent.level >= 3) return;
+    if (parent === null || parent.level >= 3) return;
     const root = parent.root;
     const idx = (pa - parent.base) / 8;
     const child = s2DescAddr(lo, hi, root.gShift, root.oaFormat);
-    this.addTable({
+    this.scan({
       root, level: parent.level + 1, base: child, entries: 2 ** root.stride,
       ipaBase: parent.ipaBase + idx * 2 ** levelShiftOf(root, parent.level), parentPa: pa,
     });
