@@ -75,8 +75,7 @@ export function pkvmInitVm(hyp: Hyp, hostKvmPa: number, vmPa: number, pgdPa: num
   if (ret !== 0) return ret;
   const nrVcpus = readU64(hyp.mem, hostKvmPa + HOST_KVM.CREATED_VCPUS);
   const isProtected = readU64(hyp.mem, hostKvmPa + HOST_KVM.PROTECTED) !== 0;
-  if (nrVcpus < 1 || nrVcpus > 512) {
-    // The kernel's `created_vcpus` is bounded by KVM_MAX_VCPUS (512): a larger value is refused like 0.
+  if (nrVcpus < 1) {
     hypUnpinSharedMem(hyp, hostKvmPa, HOST_KVM.SIZE);
     return Err.EINVAL;
   }

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import t from 'tap';
 import { PAGE_SIZE } from '../../src/arch/addr.js';
 import { Err } from '../../src/arch/errno.js';
@@ -5,7 +6,7 @@ import { HCALLS_PKVM_2022, HOST_S2_MMU, KVM_HOST_SMCCC_BASE, kvmHostSmcccId, SMC
 import { HANDLERS_PKVM_2022 } from '../../src/el2/hcall.js';
 import { PageState } from '../../src/el2/page-state.js';
 import { hostHvc, hostSmc } from '../../src/el2/trap.js';
-import { allocHostPages, bootMachine, hvc, put64, snapshot } from './helpers/machine.js';
+import { allocHostPages, bootMachine, createVm, hvc, MMIO_BASE, put64, snapshot } from './helpers/machine.js';
 
 const X1_MARK = [0x1234_5678, 0x9abc_def0];
 
@@ -121,5 +122,28 @@ t.test('host SMC is forwarded to (absent) firmware: NOT_SUPPORTED', (t) => {
   regs.setU(0, 0x8400_0000);
   hostSmc(m.hyp, 0, 0);
   t.equal(regs.signed(0), SmcccRet.NOT_SUPPORTED);
+  t.end();
+});
+
+t.test('property: random register contents never make a hypercall throw, warn, or leave a lock held', (t) => {
+  const m = bootMachine();
+  const vm = createVm(m);
+  hvc(m, 0, '__pkvm_vcpu_load', vm.handle, 0);
+  const interesting = [0, 1, vm.handle, vm.kvmPa, vm.vcpuPas[0]!, allocHostPages(m), MMIO_BASE, 0x4000_0000 / PAGE_SIZE, 2 ** 52];
+  const word = fc.oneof(
+    fc.constantFrom(...interesting).map((v) => [v >>> 0, Math.floor(v / 2 ** 32) >>> 0] as const),
+    fc.tuple(fc.nat({ max: 0xffff_ffff }), fc.nat({ max: 0xffff_ffff })),
+  );
+  const n = Object.keys(HCALLS_PKVM_2022).length;
+  fc.assert(
+    fc.property(fc.nat(n + 2), fc.array(word, { minLength: 7, maxLength: 7 }), (fn, args) => {
+      const regs = m.hyp.cpus[0]!.regs;
+      regs.setU(0, kvmHostSmcccId(fn));
+      args.forEach(([lo, hi], i) => regs.set(i + 1, lo, hi));
+      hostHvc(m.hyp, 0, 0);
+      return m.hyp.warnings.length === 0 && m.hyp.locks.idle;
+    }),
+    { numRuns: 400 },
+  );
   t.end();
 });

@@ -66,6 +66,10 @@ t.test('__pkvm_init_vm', (t) => {
     const p1 = prepareVm(m, 0);
     t.equal(hvcRet(m, 0, '__pkvm_init_vm', p1.kvm, p1.vmArea, p1.pgd), Err.EINVAL);
     t.equal(m.hyp.pageRefcount(p1.kvm), 0, 'unpinned after -EINVAL');
+    const pHuge = prepareVm(m, 1);
+    m.mem.write64(pHuge.kvm + HOST_KVM.CREATED_VCPUS, 0xffff_ffff, 0xffff_ffff);
+    t.equal(hvcRet(m, 0, '__pkvm_init_vm', pHuge.kvm, pHuge.vmArea, pHuge.pgd), Err.ENOMEM, 'absurd vCPU count: the VM area cannot be donated');
+    t.equal(m.hyp.pageRefcount(pHuge.kvm), 0);
     const p2 = prepareVm(m, 1);
     t.equal(hvcRet(m, 0, '__pkvm_init_vm', p2.kvm, p2.vmArea + 8, p2.pgd), Err.ENOMEM, 'unaligned VM area');
     t.equal(hvcRet(m, 0, '__pkvm_init_vm', p2.kvm, p2.kvm, p2.pgd), Err.ENOMEM, 'VM area not owned by the host');
