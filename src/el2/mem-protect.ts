@@ -11,7 +11,8 @@
  * Mirrors arch/arm64/kvm/hyp/nvhe/mem_protect.c: the 2022 series (V1 26/89, 27/89, 33/89, 39/89, 81/89, 84/89) for
  * the set of transitions and their errors, written in the newest upstream shape (direct check-then-set functions
  * instead of the `pkvm_mem_transition` engine); check order and errnos follow the CORE branch's engine
- * (`check_share` / `check_unshare` / `check_donation`). Completer checks that engine ran only with
+ * (`check_share` / `check_unshare` / `check_donation`), and updates change the initiator before the completer as
+ * `__do_share` / `__do_unshare` / `__do_donate` do. Completer checks that engine ran only with
  * CONFIG_NVHE_EL2_DEBUG (hyp NOPAGE when the host shares or donates; host NOPAGE when the hyp donates) are always
  * run here, as upstream does since 6.15 ("unconditionally cross check hyp state"); they can only fail if EL2 state
  * is already inconsistent, and then they refuse with -EPERM instead of corrupting it further.
@@ -230,8 +231,8 @@ export function hostShareHyp(hyp: Hyp, pfn: number): Ret {
   let ret = checkHostStateLocked(hyp, pa, PAGE_SIZE, PageState.OWNED);
   if (ret === 0) ret = checkHypStateLocked(hyp, pa, PAGE_SIZE, PageState.NOPAGE);
   if (ret === 0) {
-    hyp.warnOn(setHypStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_BORROWED), 'host_share_hyp: hyp map');
     hyp.warnOn(setHostStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_OWNED), 'host_share_hyp: host state');
+    hyp.warnOn(setHypStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_BORROWED), 'host_share_hyp: hyp map');
   }
   hyp.locks.unlock(HypLock.HYP);
   hyp.locks.unlock(HypLock.HOST);
@@ -256,8 +257,8 @@ export function hostUnshareHyp(hyp: Hyp, pfn: number): Ret {
   if (ret === 0 && hyp.vmemmap.pageCount(pfn) !== 0) ret = Err.EBUSY;
   if (ret === 0) ret = checkHypStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_BORROWED);
   if (ret === 0) {
-    hyp.warnOn(hypUnmapLocked(hyp, pa, PAGE_SIZE), 'host_unshare_hyp: hyp unmap');
     hyp.warnOn(setHostStateLocked(hyp, pa, PAGE_SIZE, PageState.OWNED), 'host_unshare_hyp: host state');
+    hyp.warnOn(hypUnmapLocked(hyp, pa, PAGE_SIZE), 'host_unshare_hyp: hyp unmap');
   }
   hyp.locks.unlock(HypLock.HYP);
   hyp.locks.unlock(HypLock.HOST);
@@ -282,8 +283,8 @@ export function hostDonateHyp(hyp: Hyp, pfn: number, nrPages: number): Ret {
   let ret = checkHostStateLocked(hyp, pa, size, PageState.OWNED);
   if (ret === 0) ret = checkHypStateLocked(hyp, pa, size, PageState.NOPAGE);
   if (ret === 0) {
-    hyp.warnOn(setHypStateLocked(hyp, pa, size, PageState.OWNED), 'host_donate_hyp: hyp map');
     hyp.warnOn(hostStage2SetOwnerLocked(hyp, pa, size, PkvmId.HYP), 'host_donate_hyp: host owner');
+    hyp.warnOn(setHypStateLocked(hyp, pa, size, PageState.OWNED), 'host_donate_hyp: hyp map');
   }
   hyp.locks.unlock(HypLock.HYP);
   hyp.locks.unlock(HypLock.HOST);
