@@ -118,16 +118,18 @@ export const SCENARIO_SCHEMA: SchemaNode & { $schema: string; $id: string; title
             properties: { base: { $ref: '#/$defs/u53' }, size: { $ref: '#/$defs/size' } },
           },
         },
-        cpus: { type: 'integer', minimum: 1, maximum: 64 },
-        pa_bits: { type: 'integer', minimum: 32, maximum: 48 },
-        profile: { type: 'string', minLength: 1 },
+        cpus: { type: 'integer', minimum: 1, maximum: 64, description: 'an integer 1…64 (default 2)' },
+        pa_bits: { type: 'integer', enum: [32, 36, 40, 42, 44, 48], description: 'a PARange size: 32, 36, 40, 42, 44 or 48 (default 40)' },
+        profile: { type: 'string', minLength: 1, description: 'an ABI profile name (default "pkvm-2022")' },
         hyp_pool: {
+          description:
+            'the hypervisor carve-out {base, pages}; default: the host stage-2 worst case plus 1024 pages, at the top of the highest RAM region (system.ts defaultHypPool)',
           type: 'object',
           additionalProperties: false,
           required: ['base', 'pages'],
           properties: { base: { $ref: '#/$defs/u53' }, pages: { type: 'integer', minimum: 1, maximum: 1048576 } },
         },
-        tlb: { type: 'boolean' },
+        tlb: { type: 'boolean', description: 'true or false: the stage-2 TLB on (default) or off' },
       },
     },
     step: {
