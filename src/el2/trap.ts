@@ -39,6 +39,17 @@ export function hostHvc(hyp: Hyp, cpu: number, imm16: number): void {
 }
 
 /**
+ * Takes the exception already described by `hyp.cpus[cpu].exc` (ESR/FAR/HPFAR/ELR/SPSR_EL2, e.g. filled by
+ * `mmu/abort.ts` for a host access that faulted at stage 2) and dispatches it as {@link handleTrap} does.
+ * Mirrors the host vector's synchronous entry → `handle_trap()` (arch/arm64/kvm/hyp/nvhe/host.S, hyp-main.c).
+ */
+export function hostTrap(hyp: Hyp, cpu: number): HostAbortResult {
+  const c = hyp.cpus[cpu];
+  assert(c !== undefined, `no CPU ${cpu}`);
+  return handleTrap(hyp, c);
+}
+
+/**
  * The host executes `SMC #imm16` (trapped by HCR_EL2.TSC). EL3 firmware is not modelled, so the forwarded call
  * answers SMCCC_RET_NOT_SUPPORTED in x0, as firmware does for a function it does not implement.
  * Mirrors `handle_host_smc()` → `default_host_smc_handler()` (hyp-main.c); the PC advance

@@ -6,9 +6,9 @@ import { hpfarToIpa } from '../../src/arch/hpfar.js';
 import { RegFile } from '../../src/arch/regs.js';
 import { ArmException, GuestExit, GuestHcall, HOST_S2_MMU, HOST_VCPU, SmcccRet } from '../../src/arch/smccc.js';
 import type { GuestRunner } from '../../src/el2/guest-runner.js';
-import { hostDonateHyp } from '../../src/el2/mem-protect.js';
+import { hostDonateHyp, HostAbortResult } from '../../src/el2/mem-protect.js';
 import { PageState } from '../../src/el2/page-state.js';
-import { hostAccess } from '../../src/el2/trap.js';
+import { hostAccess, hostTrap } from '../../src/el2/trap.js';
 import { AbortAccess, AbortContext, deliverHvc, deliverStage2Abort, type El2ExceptionState } from '../../src/mmu/abort.js';
 import { AccessKind } from '../../src/mmu/s2-walk.js';
 import type { S2Mmu } from '../../src/mmu/s2-mmu.js';
@@ -77,6 +77,21 @@ t.test('host accesses through the host stage-2', (t) => {
     t.equal(m.hyp.cpus[0]!.injectedAborts, 0, 'nothing injected');
     t.ok(hostAccess(m.hyp, 0, MMIO_BASE, false), 'a load from the same MMIO page works');
     t.same(m.hyp.warnings, []);
+    t.end();
+  });
+  t.test('hostTrap dispatches an exception already in the CPU\'s EL2 registers', (t) => {
+    const m = bootMachine();
+    const c = m.hyp.cpus[1]!;
+    const ctx = new AbortContext();
+    ctx.access = AbortAccess.WRITE;
+    const w = new WalkResult();
+    w.fault = FaultType.TRANSLATION;
+    w.level = 1;
+    w.ipa = CARVEOUT_BASE;
+    ctx.vaLo = CARVEOUT_BASE >>> 0;
+    deliverStage2Abort(w, ctx, c.exc);
+    t.equal(hostTrap(m.hyp, 1), HostAbortResult.INJECTED);
+    t.equal(c.injectedAborts, 1);
     t.end();
   });
   t.test('allow shared pages and pages a pVM shared back', (t) => {
