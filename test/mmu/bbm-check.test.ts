@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { s2Block, s2Invalid, s2Page, s2Table, S2MemAttr, type Desc } from '../../src/arch/desc-codec.js';
 import { ARMV8_4_PA48_FEATURES } from '../../src/arch/features.js';
 import { FaultType } from '../../src/arch/fault.js';
@@ -342,4 +343,60 @@ t.test('roots', async (t) => {
     t.ok(fx.checker.locate(fx.pagePa, loc));
     t.equal(loc.vmid, 9);
   });
+});
+
+t.test('property: the Linux sequence is always clean; a direct write or a skipped TLBI is flagged exactly when BBM is needed', async (t) => {
+  const leafFields = fc.record({
+    block: fc.boolean(),
+    moveOa: fc.boolean(),
+    memAttr: fc.constantFrom(S2MemAttr.NORMAL_WB, S2MemAttr.NORMAL_NC, S2MemAttr.DEVICE_nGnRE),
+    ap: fc.constantFrom('NONE' as const, 'RO' as const, 'WO' as const, 'RW' as const),
+    af: fc.boolean(),
+    sh: fc.constantFrom(0, 2, 3),
+    xn: fc.integer({ min: 0, max: 3 }),
+    sw: fc.integer({ min: 0, max: 15 }),
+    cont: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(leafFields, fc.constantFrom('linux' as const, 'direct' as const, 'no-tlbi' as const), (f, mode) => {
+      const fx = fixture();
+      const pa = f.block ? fx.blockPa : fx.pagePa;
+      const ipa = f.block ? BLOCK_IPA : IPA;
+      const level = f.block ? 2 : 3;
+      const old = fx.tree.read(pa);
+      const base = f.block ? 0x4a00_0000 : OA;
+      const attrs = { memAttr: f.memAttr, ap: f.ap, af: f.af, sh: f.sh, xn: f.xn, sw: f.sw, cont: f.cont };
+      const oa = f.moveOa ? base + (f.block ? 0x20_0000 : 0x1000) : base;
+      const next = f.block ? s2Block({ oa, level: 2, ...attrs }) : s2Page({ oa, ...attrs });
+      const needsBbm = bbmReason(old.lo, old.hi, next.lo, next.hi, level) !== null;
+      if (mode === 'linux') {
+        write(fx, pa, s2Invalid());
+        flushVmidIpa(fx.tlb, VMID, ipa, level);
+        write(fx, pa, next);
+        return fx.checker.violations.length === 0 && fx.checker.checkQuiescent() === 0;
+      }
+      if (mode === 'direct') {
+        write(fx, pa, next);
+        return kinds(fx.checker).join() === (needsBbm ? BbmViolationKind.NO_BREAK : '');
+      }
+      write(fx, pa, s2Invalid());
+      fx.tlb.dsb();
+      write(fx, pa, next);
+      return kinds(fx.checker).join() === (needsBbm ? BbmViolationKind.MAKE_BEFORE_INVALIDATE : '') && fx.checker.checkQuiescent() === 0;
+    }),
+    { numRuns: 200 },
+  );
+  t.pass('200 random descriptor changes');
+});
+
+t.test('a stale hit through a TLB shared by two PEs', async (t) => {
+  const fx = fixture();
+  const cpu1 = new S2Mmu(fx.mem, ARMV8_4_PA48_FEATURES, { tlb: fx.tlb, checker: fx.checker });
+  cpu1.setRegs(vtcr({ t0sz: 25, sl0: 1, tg0: '4k', ps: 2 }), vttbr({ baddr: ROOT, vmid: VMID }), hcr({ vm: true, rw: true }));
+  const out = new WalkResult();
+  cpu1.translate(IPA, AccessKind.READ, 0, out); // PE 1 caches the page
+  write(fx, fx.pagePa, s2Invalid()); // PE 0 unmaps it and forgets the TLBI
+  t.equal(cpu1.translate(IPA, AccessKind.READ, 0, out), FaultType.NONE);
+  t.same(kinds(fx.checker), [BbmViolationKind.STALE_HIT]);
+  t.equal(fx.checker.checkQuiescent(), 1);
 });
