@@ -66,19 +66,25 @@ export type BbmViolationKind = (typeof BbmViolationKind)[keyof typeof BbmViolati
 
 /** One recorded violation. `vmid`/`ipa`/`level` are −1 when unknown. */
 export interface BbmViolation {
+  /** What went wrong. */
   readonly kind: BbmViolationKind;
   /** PA of the descriptor. */
   readonly pa: number;
-  /** The descriptor before the change (for a stale hit: the value the TLB entry was filled from). */
+  /** Bits[31:0] of the descriptor before the change (for a stale hit: the value the TLB entry was filled from). */
   readonly oldLo: number;
+  /** Bits[63:32] of the descriptor before the change. */
   readonly oldHi: number;
-  /** The descriptor after the change (for a stale hit: its value in memory now). */
+  /** Bits[31:0] of the descriptor after the change (for a stale hit: its value in memory now). */
   readonly newLo: number;
+  /** Bits[63:32] of the descriptor after the change. */
   readonly newHi: number;
+  /** VMID of the table the descriptor belongs to. */
   readonly vmid: number;
   /** First IPA the descriptor translates (for a stale hit: the IPA accessed). */
   readonly ipa: number;
+  /** Lookup level of the descriptor. */
   readonly level: number;
+  /** One line for humans: kind, descriptor PA, VMID, IPA, level, old → new value and the missing step. */
   readonly message: string;
 }
 
@@ -131,11 +137,13 @@ interface TableInfo {
 
 /** Where a descriptor sits: filled by {@link BbmChecker.locate}. */
 export interface DescLocation {
+  /** VMID of the root the descriptor was found under. */
   vmid: number;
   /** First IPA the descriptor translates. */
   ipa: number;
   /** Bytes it translates. */
   size: number;
+  /** Its lookup level. */
   level: number;
 }
 
@@ -178,8 +186,9 @@ export function bbmReason(oldLo: number, oldHi: number, newLo: number, newHi: nu
 export class BbmChecker implements DescWriteObserver, TlbListener {
   /** Every violation found, in order. */
   readonly violations: BbmViolation[] = [];
-  /** DSBs and ISBs seen (for tests and traces). */
+  /** DSBs seen (for tests and traces). */
   dsbCount = 0;
+  /** ISBs seen. */
   isbCount = 0;
 
   private readonly mem: PhysMem;
