@@ -11,6 +11,7 @@ import { ExitCode, type CliIo, type Command } from './command.js';
 import { checkCommand } from './commands/check.js';
 import { decodeCommand } from './commands/decode.js';
 import { demoCommand } from './commands/demo.js';
+import { fuzzCommand } from './commands/fuzz.js';
 import { qemuDiffCommand } from './commands/qemu-diff.js';
 import { runCommand } from './commands/run.js';
 import { walkCommand } from './commands/walk.js';
@@ -23,6 +24,7 @@ export const COMMANDS: readonly Command[] = [
   qemuDiffCommand,
   runCommand,
   demoCommand,
+  fuzzCommand,
 ];
 
 /** The top-level help text. */
