@@ -493,6 +493,16 @@ export class Machine {
     return this.vcpuOf(name, vcpu).topupMemcache(cpu, pages);
   }
 
+  /** True when `createVm` created a VM of this name (it may have been destroyed since). */
+  hasVm(name: string): boolean {
+    return this.vms.has(name);
+  }
+
+  /** Number of vCPUs a VM was created with. */
+  vcpuCount(name: string): number {
+    return this.rec(name).spec.vcpus;
+  }
+
   /** The hyp VM handle of a VM. */
   vmHandle(name: string): number {
     return this.rec(name).handle;

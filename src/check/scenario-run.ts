@@ -171,7 +171,9 @@ export function runScenario(s: Scenario, opts: RunOptions = {}): RunReport {
     m.checkEveryHvc = invariants;
     const hvcsBefore = m.hvcCount;
     const checks: Check[] = [];
-    const result = runStep(m, st, checks);
+    const missing = missingVm(m, st);
+    const result = missing === null ? runStep(m, st, checks) : { error: missing };
+    if (missing !== null) checks.push({ what: 'vm', expected: 'created', actual: missing, pass: false });
     if (st.kind === 'set' && st.checkInvariants !== undefined) invariants = st.checkInvariants;
     if (m.hvcCount !== hvcsBefore && m.checkEveryHvc) {
       // Checked after every hypercall of the step (Machine.checkEveryHvc); report them here.
@@ -196,6 +198,20 @@ export function runScenario(s: Scenario, opts: RunOptions = {}): RunReport {
     report.steps.push(tr);
   }
   return { ...report, passed, failed };
+}
+
+/**
+ * Why a step cannot run: it names a VM whose `vm_create` failed, or a vCPU the VM does not have. The parser already
+ * refused names never created and vCPU indices beyond the declared count; a failed creation is only known now.
+ */
+function missingVm(m: Machine, st: Step): string | null {
+  const names: string[] = [];
+  if ('name' in st && st.kind !== 'vm_create') names.push(st.name);
+  if (st.kind === 'host_event') names.push(st.vm);
+  if (st.kind === 'hvc' || st.kind === 'guest_hvc') for (const a of st.args) if (a.kind !== 'value' && a.kind !== 'pfn') names.push(a.vm);
+  for (const n of names) if (!m.hasVm(n)) return `VM "${n}" does not exist (its vm_create failed)`;
+  if (st.kind === 'expect_page' && st.guests !== undefined) for (const n of Object.keys(st.guests)) if (!m.hasVm(n)) return `VM "${n}" does not exist (its vm_create failed)`;
+  return null;
 }
 
 function runStep(m: Machine, st: Step, checks: Check[]): Record<string, unknown> {

@@ -763,6 +763,7 @@ export function parseScenario(text: string, file: string): ParseResult {
   };
   const steps: Step[] = [];
   const vms = new Set<string>();
+  const vcpusOf = new Map<string, number>();
   (root.steps as Record<string, unknown>[]).forEach((raw, i) => {
     const st = parseStep(ctx, raw, i);
     if (st === null) return;
@@ -772,6 +773,22 @@ export function parseScenario(text: string, file: string): ParseResult {
       if (vms.has(st.name)) bad(ctx, ['steps', i, 'vm_create'], `VM "${st.name}" is already defined`);
       vms.add(st.name);
     }
+    if (st.kind === 'vm_create') vcpusOf.set(st.name, st.vcpus);
+    const vcpu = (st as { vcpu?: number }).vcpu;
+    const owner = 'name' in st ? st.name : null;
+    if (typeof vcpu === 'number' && owner !== null && vcpusOf.has(owner) && vcpu >= (vcpusOf.get(owner) as number)) {
+      bad(ctx, ['steps', i, 'vcpu'], `expected a vCPU index below ${vcpusOf.get(owner)} (VM "${owner}" has that many), got ${vcpu}`);
+    }
+    if (st.kind === 'hvc' || st.kind === 'guest_hvc') {
+      st.args.forEach((a, j) => {
+        if (a.kind === 'vcpu_pfn' && vcpusOf.has(a.vm) && a.vcpu >= (vcpusOf.get(a.vm) as number)) bad(ctx, ['steps', i, 'args', j], `VM "${a.vm}" has no vCPU ${a.vcpu}`);
+        if (st.kind === 'guest_hvc' && a.kind === 'value' && a.v.hi >= 0x20_0000) bad(ctx, ['steps', i, 'args', j], 'expected a guest argument below 2^53');
+      });
+    }
+    if (st.kind === 'guest_access' && st.ipa % (st.access === 'exec' ? 4 : 8) !== 0) {
+      bad(ctx, ['steps', i, 'ipa'], `expected an IPA aligned to ${st.access === 'exec' ? 4 : 8} bytes (a 64-bit ${st.access === 'exec' ? 'instruction fetch' : 'access'}), got 0x${st.ipa.toString(16)}`);
+    }
+    if (st.kind === 'host_access' && st.pa % 8 !== 0) bad(ctx, ['steps', i, 'host_access'], `expected a PA aligned to 8 bytes, got 0x${st.pa.toString(16)}`);
     const refs: [string, string][] = [];
     if ('name' in st && st.kind !== 'vm_create') refs.push([st.name, st.kind]);
     if (st.kind === 'host_event') refs.push([st.vm, 'vm']);

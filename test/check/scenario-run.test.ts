@@ -55,6 +55,19 @@ t.test('a step without expect must succeed', async (t) => {
   t.equal(rep.steps[2]!.result.errno, '-ENOENT');
 });
 
+t.test('steps on a VM whose creation failed fail instead of throwing', async (t) => {
+  const rep = runScenario(
+    scenario([
+      { vm_create: 'g', memory: '1M', backing_pa: '0x10000000', expect: { result: 'error', errno: '-ENOMEM' } },
+      { guest_access: 'g', ipa: '0x0', access: 'read' },
+      { hvc: '__pkvm_teardown_vm', args: ['handle:g'] },
+      { expect_page: '0x48000000', guests: { g: 'NOPAGE' } },
+    ]),
+  );
+  t.equal(rep.failed, 3);
+  t.same(rep.steps[1]!.checks, [{ what: 'vm', expected: 'created', actual: 'VM "g" does not exist (its vm_create failed)', pass: false }]);
+});
+
 t.test('input only the machine can judge becomes input errors', async (t) => {
   const rep = runScenario(scenario([{ hvc: '__pkvm_nope' }, { vm_create: 'g', memory: '1M', backing_pa: '0x48000000' }, { guest_hvc: 'g', fn: 'NOPE' }]));
   t.equal(rep.inputErrors.length, 2);

@@ -80,6 +80,11 @@ t.test('bad input gives file + JSON path + what was expected, never a throw', as
     [scen([], { ram: [{ base: '0xffffffffffffff', size: '4K' }] }), /\$\.machine\.ram\[0\]\.base: expected a value below 2\^53/],
     [scen([{ expect_page: 12.5 }]), /\$\.steps\[0\]\.expect_page: expected a hex string/],
     [JSON.stringify({ machine, steps: [], extra: 1 }), /\$\.extra: unknown key "extra"/],
+    [scen([{ vm_create: 'g', memory: '1M', backing_pa: '0x0', vcpus: 2 }, { guest_access: 'g', vcpu: 2, ipa: '0x0', access: 'read' }]), /\$\.steps\[1\]\.vcpu: expected a vCPU index below 2/],
+    [scen([{ vm_create: 'g', memory: '1M', backing_pa: '0x0' }, { guest_access: 'g', ipa: '0x1004', access: 'read' }]), /\$\.steps\[1\]\.ipa: expected an IPA aligned to 8 bytes/],
+    [scen([{ host_access: '0x1001' }]), /\$\.steps\[0\]\.host_access: expected a PA aligned to 8 bytes/],
+    [scen([{ vm_create: 'g', memory: '1M', backing_pa: '0x0' }, { guest_hvc: 'g', fn: 'MEM_SHARE', args: ['0xffffffffffffffff'] }]), /\$\.steps\[1\]\.args\[0\]: expected a guest argument below 2\^53/],
+    [scen([{ vm_create: 'g', memory: '1M', backing_pa: '0x0' }, { hvc: '__kvm_vcpu_run', args: ['vcpu_pfn:g:1'] }]), /\$\.steps\[1\]\.args\[0\]: VM "g" has no vCPU 1/],
   ];
   for (const [text, re] of cases) {
     const r = parseScenario(text, 'x.json');
