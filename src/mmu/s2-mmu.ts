@@ -36,6 +36,7 @@ import type { WalkTrace } from './walk-trace.js';
  * affect permissions). Shared by every S2Mmu, because the TLB may be.
  */
 const permSigs = new Map<string, number>();
+const MAX_PERM_SIGS = Math.min(4096, TLB_MAX_PERM_SIG);
 const featureIds = new WeakMap<CpuFeatures, number>();
 let nextFeatureId = 0;
 
@@ -46,13 +47,13 @@ function permSigOf(vtcrLo: number, vtcrHi: number, hcrLo: number, hcrHi: number,
     featureIds.set(features, fid);
   }
   const key = `${vtcrLo}:${vtcrHi}:${hcrLo}:${hcrHi}:${fid}`;
-  let sig = permSigs.get(key);
-  if (sig === undefined) {
-    // Signature 0 means "no mask" to the TLB; after TLB_MAX_PERM_SIG configurations the fast path is simply off.
-    sig = permSigs.size + 1 <= TLB_MAX_PERM_SIG ? permSigs.size + 1 : 0;
-    permSigs.set(key, sig);
-  }
-  return sig;
+  const sig = permSigs.get(key);
+  if (sig !== undefined) return sig;
+  // Signature 0 means "no mask" to the TLB. Numbers are never reused (a TLB entry may still carry one), so past
+  // MAX_PERM_SIGS configurations (a fuzzer's random VTCRs) new ones simply get no fast path, and the map stays small.
+  if (permSigs.size >= MAX_PERM_SIGS) return 0;
+  permSigs.set(key, permSigs.size + 1);
+  return permSigs.size;
 }
 
 /** The permission-mask bit for an access kind and flags, or 0 when the flags need the full check. */
