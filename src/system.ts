@@ -319,11 +319,35 @@ export class Machine {
     const hc = this.hyp.cpus[cpu]!; // JUSTIFY: host CPUs are 0…cpus−1, validated at construction.
     const hx = hc.regs.x;
     const rx = regs.x;
-    for (let i = 0; i < 16; i++) hx[i] = rx[i]!; // x0…x7 // JUSTIFY: i < 16 ≤ 62.
-    const idLo = rx[0]!; // JUSTIFY: as above.
-    const idHi = rx[1]!; // JUSTIFY: as above.
+    // x0…x7 in, x0…x3 out. Unrolled: V8 runs these straight-line copies about twice as fast as a loop, and this is
+    // the per-hypercall cost of the model (hvc-dispatch benchmark).
+    const idLo = rx[0]!; // JUSTIFY: RegFile.x has 62 elements; every index below is < 16.
+    const idHi = rx[1]!;
+    hx[0] = idLo;
+    hx[1] = idHi;
+    hx[2] = rx[2]!;
+    hx[3] = rx[3]!;
+    hx[4] = rx[4]!;
+    hx[5] = rx[5]!;
+    hx[6] = rx[6]!;
+    hx[7] = rx[7]!;
+    hx[8] = rx[8]!;
+    hx[9] = rx[9]!;
+    hx[10] = rx[10]!;
+    hx[11] = rx[11]!;
+    hx[12] = rx[12]!;
+    hx[13] = rx[13]!;
+    hx[14] = rx[14]!;
+    hx[15] = rx[15]!;
     handleHostHcall(this.hyp, hc);
-    for (let i = 0; i < 8; i++) rx[i] = hx[i]!; // x0…x3 // JUSTIFY: as above.
+    rx[0] = hx[0]!;
+    rx[1] = hx[1]!;
+    rx[2] = hx[2]!;
+    rx[3] = hx[3]!;
+    rx[4] = hx[4]!;
+    rx[5] = hx[5]!;
+    rx[6] = hx[6]!;
+    rx[7] = hx[7]!;
     this.hvcCount++;
     const fn = idHi === 0 ? idLo - KVM_HOST_SMCCC_BASE : -1;
     if (fn >= 0 && fn < 256) this.hvcByFn[fn]++;
