@@ -126,8 +126,52 @@ export const HCALLS_PKVM_2022 = {
 /** The kernel name of a hypercall of the `pkvm-2022` profile. */
 export type Hcall2022 = keyof typeof HCALLS_PKVM_2022;
 
+/**
+ * The host hypercall enumeration of upstream Linux v6.16 (arch/arm64/include/asm/kvm_asm.h of the 6.14–6.16
+ * generation: `__kvm_get_mdcr_el2` gone, the np-guest `__pkvm_host_*_guest` family after the hyp calls, the VMID TLB
+ * calls back after finalisation, no `__pkvm_reserve_vm` yet; pkvm.md §3.4 (b)). `__pkvm_prot_finalize` (7) is the
+ * post-initialisation minimum.
+ */
+export const HCALLS_UPSTREAM_6_16 = {
+  __kvm_hyp_init: 0,
+  __pkvm_init: 1,
+  __pkvm_create_private_mapping: 2,
+  __pkvm_cpu_set_vector: 3,
+  __kvm_enable_ssbs: 4,
+  __vgic_v3_init_lrs: 5,
+  __vgic_v3_get_gic_config: 6,
+  __pkvm_prot_finalize: 7,
+  __pkvm_host_share_hyp: 8,
+  __pkvm_host_unshare_hyp: 9,
+  __pkvm_host_share_guest: 10,
+  __pkvm_host_unshare_guest: 11,
+  __pkvm_host_relax_perms_guest: 12,
+  __pkvm_host_wrprotect_guest: 13,
+  __pkvm_host_test_clear_young_guest: 14,
+  __pkvm_host_mkyoung_guest: 15,
+  __kvm_adjust_pc: 16,
+  __kvm_vcpu_run: 17,
+  __kvm_flush_vm_context: 18,
+  __kvm_tlb_flush_vmid_ipa: 19,
+  __kvm_tlb_flush_vmid_ipa_nsh: 20,
+  __kvm_tlb_flush_vmid: 21,
+  __kvm_tlb_flush_vmid_range: 22,
+  __kvm_flush_cpu_context: 23,
+  __kvm_timer_set_cntvoff: 24,
+  __vgic_v3_save_vmcr_aprs: 25,
+  __vgic_v3_restore_vmcr_aprs: 26,
+  __pkvm_init_vm: 27,
+  __pkvm_init_vcpu: 28,
+  __pkvm_teardown_vm: 29,
+  __pkvm_vcpu_load: 30,
+  __pkvm_vcpu_put: 31,
+  __pkvm_tlb_flush_vmid: 32,
+} as const;
+/** The kernel name of a hypercall of the `upstream-6.16` profile. */
+export type HcallUp616 = keyof typeof HCALLS_UPSTREAM_6_16;
+
 /** The ABI profiles s2emu knows. */
-export const AbiProfileName = { PKVM_2022: 'pkvm-2022' } as const;
+export const AbiProfileName = { PKVM_2022: 'pkvm-2022', UPSTREAM_6_16: 'upstream-6.16' } as const;
 /** The name of an ABI profile. */
 export type AbiProfileName = (typeof AbiProfileName)[keyof typeof AbiProfileName];
 
@@ -157,9 +201,21 @@ export const PROFILE_PKVM_2022: HcallProfile<Hcall2022> = {
   minPostInit: HCALLS_PKVM_2022.__pkvm_prot_finalize,
 };
 
+/**
+ * The upstream v6.16 profile: np-guest memory is shared page by page (or 2 MiB block) with
+ * `__pkvm_host_share_guest` and taken back with `__pkvm_host_unshare_guest` (pkvm.md §2.6, §2.7, §3.5).
+ */
+export const PROFILE_UPSTREAM_6_16: HcallProfile<HcallUp616> = {
+  name: AbiProfileName.UPSTREAM_6_16,
+  ids: HCALLS_UPSTREAM_6_16,
+  names: namesOf<HcallUp616>(HCALLS_UPSTREAM_6_16),
+  minPostInit: HCALLS_UPSTREAM_6_16.__pkvm_prot_finalize,
+};
+
 /** Every known profile by name. */
 export const PROFILES: { readonly [K in AbiProfileName]: HcallProfile } = {
   'pkvm-2022': PROFILE_PKVM_2022,
+  'upstream-6.16': PROFILE_UPSTREAM_6_16,
 };
 
 /**

@@ -4,8 +4,9 @@
  * refuses unknown ids and (once protected mode is initialised) ids below `__pkvm_prot_finalize` with
  * SMCCC_RET_NOT_SUPPORTED in x0 and x1 untouched, and otherwise writes SMCCC_RET_SUCCESS to x0 and runs the handler.
  *
- * Mirrors `handle_host_hcall()` and the `handle___*` functions of arch/arm64/kvm/hyp/nvhe/hyp-main.c (2022 series,
- * CORE numbering). No path from register contents leads to a throw: handlers validate their arguments.
+ * Mirrors `handle_host_hcall()` and the `handle___*` functions of arch/arm64/kvm/hyp/nvhe/hyp-main.c: one handler
+ * record per ABI profile (`pkvm-2022`: the 2022 series, CORE numbering; `upstream-6.16`: Linux v6.16). No path from
+ * register contents leads to a throw: handlers validate their arguments.
  *
  * Hypercalls for subsystems outside this model (vGIC, timer, SSBS, Spectre vectors, debug) are dispatched like the
  * others and have no effect on modelled state: they leave x1 untouched where the kernel handler writes nothing and
@@ -16,23 +17,36 @@ import { PAGE_SIZE } from '../arch/addr.js';
 import { Err } from '../arch/errno.js';
 import { hcr } from '../arch/hcr.js';
 import {
+  AbiProfileName,
   ArmException,
   GuestExit,
   type Hcall2022,
+  type HcallProfile,
+  type HcallUp616,
   HOST_S2_MMU,
   HOST_VCPU,
   KVM_HOST_SMCCC_BASE,
   SMCCC_CALL_HINTS,
   SmcccRet,
 } from '../arch/smccc.js';
-import { kvmTlbFlushVmid, kvmTlbFlushVmidIpa } from '../pgtable/tlb-ops.js';
+import { kvmTlbFlushVmid, kvmTlbFlushVmidIpa, kvmTlbFlushVmidIpaNsh, kvmTlbFlushVmidRange } from '../pgtable/tlb-ops.js';
 import { kvmPgtableHypMap } from '../pgtable/hyp.js';
 import { assert } from '../arch/assert.js';
 import { handleGuestHvc } from './guest-hcall.js';
 import type { HcallHandlerRef, Hyp, HypCpu } from './hyp.js';
 import { readU64, refillMemcache } from './memcache.js';
 import { hostDonateGuest, hostReclaimPage, hostShareGuest, hostShareHyp, hostUnshareHyp } from './mem-protect.js';
+import { HypLock } from './locks.js';
+import {
+  hostMkyoungGuest,
+  hostRelaxPermsGuest,
+  hostShareGuestNp,
+  hostTestClearYoungGuest,
+  hostUnshareGuestNp,
+  hostWrprotectGuest,
+} from './np-guest.js';
 import { pkvmInitVcpu, pkvmInitVm, pkvmTeardownVm, pkvmVcpuLoad, pkvmVcpuPut } from './pkvm.js';
+import type { HypVcpu, HypVm } from './vm.js';
 import { kvmMmuCacheMinPages } from '../pgtable/stage2.js';
 
 /** A hypercall handler: reads its arguments from the CPU's host context, writes its result to x1. */
@@ -290,9 +304,175 @@ export const HANDLERS_PKVM_2022 = {
   __pkvm_vcpu_sync_state: noEffect,
 } satisfies Record<Hcall2022, HcallHandler | null>;
 
+// ---- upstream-6.16 handlers ------------------------------------------------------------------------------------
+
+/**
+ * The loaded vCPU of this CPU when it belongs to a non-protected VM, else null (the handlers then answer -EINVAL).
+ * Mirrors `pkvm_get_loaded_hyp_vcpu()` + `pkvm_hyp_vcpu_is_protected()` in the v6.16 handlers.
+ */
+function loadedNpVcpu(cpu: HypCpu): HypVcpu | null {
+  const v = cpu.loadedVcpu;
+  return v !== null && !v.vm.isProtected ? v : null;
+}
+
+/**
+ * The VM of a handle when it is not protected, with a reference held on it until {@link putVm}.
+ * Mirrors `get_np_pkvm_hyp_vm()` (arch/arm64/kvm/hyp/nvhe/pkvm.c, v6.16).
+ */
+function getNpVm(hyp: Hyp, handle: number): HypVm | null {
+  hyp.locks.lock(HypLock.VM_TABLE);
+  const vm = hyp.vmByHandle(handle);
+  const ok = vm !== null && !vm.isProtected;
+  if (ok) hyp.vmemmap.refcount[hyp.vmemmap.idx(vm.pa / PAGE_SIZE)]!++;
+  hyp.locks.unlock(HypLock.VM_TABLE);
+  return ok ? vm : null;
+}
+
+/** Drops the reference {@link getNpVm} took. Mirrors `put_pkvm_hyp_vm()`. */
+function putVm(hyp: Hyp, vm: HypVm): void {
+  hyp.locks.lock(HypLock.VM_TABLE);
+  hyp.vmemmap.refcount[hyp.vmemmap.idx(vm.pa / PAGE_SIZE)]!--;
+  hyp.locks.unlock(HypLock.VM_TABLE);
+}
+
+/**
+ * Mirrors `handle___pkvm_host_share_guest()` (v6.16): x1 pfn, x2 gfn, x3 nr_pages, x4 prot. Needs a loaded vCPU of
+ * a non-protected VM (-EINVAL); first tops the vCPU's hyp memcache up to the host memcache's page count (error →
+ * returned).
+ */
+function handleHostShareGuestNp(hyp: Hyp, cpu: HypCpu): void {
+  const vcpu = loadedNpVcpu(cpu);
+  if (vcpu === null) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  const regs = cpu.regs;
+  const offered = readU64(hyp.mem, vcpu.hostVcpuPa + HOST_VCPU.MC_NR);
+  // v6.16 pkvm_refill_memcache(): top up to as many pages as the host's memcache holds.
+  let ret = refillMemcache(hyp.mem, vcpu.memcache, offered, vcpu.hostVcpuPa, hyp.admitHostPage);
+  if (ret === 0) {
+    const prot = regs.hi(4) === 0 ? regs.lo(4) : -1;
+    ret = hostShareGuestNp(hyp, regs.u(1), regs.u(2), regs.u(3), prot, vcpu);
+  }
+  regs.setSigned(1, ret);
+}
+
+/** Mirrors `handle___pkvm_host_unshare_guest()` (v6.16): x1 handle, x2 gfn, x3 nr_pages. */
+function handleHostUnshareGuestNp(hyp: Hyp, cpu: HypCpu): void {
+  const vm = getNpVm(hyp, cpu.regs.u(1));
+  if (vm === null) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  cpu.regs.setSigned(1, hostUnshareGuestNp(hyp, cpu.regs.u(2), cpu.regs.u(3), vm));
+  putVm(hyp, vm);
+}
+
+/** Mirrors `handle___pkvm_host_relax_perms_guest()` (v6.16): x1 gfn, x2 prot. */
+function handleHostRelaxPermsGuest(hyp: Hyp, cpu: HypCpu): void {
+  const vcpu = loadedNpVcpu(cpu);
+  const prot = cpu.regs.hi(2) === 0 ? cpu.regs.lo(2) : -1;
+  cpu.regs.setSigned(1, vcpu === null ? Err.EINVAL : hostRelaxPermsGuest(hyp, cpu.regs.u(1), vcpu, prot));
+}
+
+/** Mirrors `handle___pkvm_host_wrprotect_guest()` (v6.16): x1 handle, x2 gfn, x3 nr_pages. */
+function handleHostWrprotectGuest(hyp: Hyp, cpu: HypCpu): void {
+  const vm = getNpVm(hyp, cpu.regs.u(1));
+  if (vm === null) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  cpu.regs.setSigned(1, hostWrprotectGuest(hyp, cpu.regs.u(2), cpu.regs.u(3), vm));
+  putVm(hyp, vm);
+}
+
+/** Mirrors `handle___pkvm_host_test_clear_young_guest()` (v6.16): x1 handle, x2 gfn, x3 nr_pages, x4 mkold. */
+function handleHostTestClearYoungGuest(hyp: Hyp, cpu: HypCpu): void {
+  const vm = getNpVm(hyp, cpu.regs.u(1));
+  if (vm === null) {
+    cpu.regs.setSigned(1, Err.EINVAL);
+    return;
+  }
+  const mkold = (cpu.regs.lo(4) & 0xff) !== 0; // DECLARE_REG(bool, …): the low byte
+  cpu.regs.setSigned(1, hostTestClearYoungGuest(hyp, cpu.regs.u(2), cpu.regs.u(3), mkold, vm));
+  putVm(hyp, vm);
+}
+
+/** Mirrors `handle___pkvm_host_mkyoung_guest()` (v6.16): x1 gfn. */
+function handleHostMkyoungGuest(hyp: Hyp, cpu: HypCpu): void {
+  const vcpu = loadedNpVcpu(cpu);
+  cpu.regs.setSigned(1, vcpu === null ? Err.EINVAL : hostMkyoungGuest(hyp, cpu.regs.u(1), vcpu));
+}
+
+/** Mirrors `handle___pkvm_tlb_flush_vmid()` (v6.16): x1 handle; unknown or protected VMs are ignored. */
+function handlePkvmTlbFlushVmid(hyp: Hyp, cpu: HypCpu): void {
+  const vm = getNpVm(hyp, cpu.regs.u(1));
+  if (vm === null) return;
+  kvmTlbFlushVmid(hyp.tlb, vm.vmid);
+  putVm(hyp, vm);
+}
+
+/** Mirrors `handle___kvm_tlb_flush_vmid_ipa_nsh()`: x1 host s2 mmu, x2 IPA, x3 level. */
+function handleTlbFlushVmidIpaNsh(hyp: Hyp, cpu: HypCpu): void {
+  const vmid = hostMmuVmid(hyp, cpu.regs.u(1));
+  const ipa = cpu.regs.u(2);
+  const level = cpu.regs.u(3);
+  if (vmid < 0 || !Number.isSafeInteger(ipa)) return;
+  kvmTlbFlushVmidIpaNsh(hyp.tlb, vmid, ipa, level >= 0 && level <= 3 ? level : 0x7fff_ffff);
+}
+
+/** Mirrors `handle___kvm_tlb_flush_vmid_range()`: x1 host s2 mmu, x2 start IPA, x3 pages. */
+function handleTlbFlushVmidRange(hyp: Hyp, cpu: HypCpu): void {
+  const vmid = hostMmuVmid(hyp, cpu.regs.u(1));
+  const start = cpu.regs.u(2);
+  const pages = cpu.regs.u(3);
+  if (vmid < 0 || !Number.isSafeInteger(start) || !Number.isSafeInteger(pages)) return;
+  kvmTlbFlushVmidRange(hyp.tlb, vmid, start, pages * PAGE_SIZE);
+}
+
+/** The `upstream-6.16` handler table, by kernel name (hyp-main.c `host_hcall[]`, v6.16). */
+export const HANDLERS_UPSTREAM_6_16 = {
+  __kvm_hyp_init: null,
+  __pkvm_init: handlePkvmInit,
+  __pkvm_create_private_mapping: handleCreatePrivateMapping,
+  __pkvm_cpu_set_vector: returnsZero,
+  __kvm_enable_ssbs: noEffect,
+  __vgic_v3_init_lrs: noEffect,
+  __vgic_v3_get_gic_config: returnsZero,
+  __pkvm_prot_finalize: handleProtFinalize,
+  __pkvm_host_share_hyp: handleHostShareHyp,
+  __pkvm_host_unshare_hyp: handleHostUnshareHyp,
+  __pkvm_host_share_guest: handleHostShareGuestNp,
+  __pkvm_host_unshare_guest: handleHostUnshareGuestNp,
+  __pkvm_host_relax_perms_guest: handleHostRelaxPermsGuest,
+  __pkvm_host_wrprotect_guest: handleHostWrprotectGuest,
+  __pkvm_host_test_clear_young_guest: handleHostTestClearYoungGuest,
+  __pkvm_host_mkyoung_guest: handleHostMkyoungGuest,
+  __kvm_adjust_pc: noEffect,
+  __kvm_vcpu_run: handleVcpuRun,
+  __kvm_flush_vm_context: handleFlushVmContext,
+  __kvm_tlb_flush_vmid_ipa: handleTlbFlushVmidIpa,
+  __kvm_tlb_flush_vmid_ipa_nsh: handleTlbFlushVmidIpaNsh,
+  __kvm_tlb_flush_vmid: handleTlbFlushVmid,
+  __kvm_tlb_flush_vmid_range: handleTlbFlushVmidRange,
+  __kvm_flush_cpu_context: handleFlushCpuContext,
+  __kvm_timer_set_cntvoff: noEffect,
+  __vgic_v3_save_vmcr_aprs: noEffect,
+  __vgic_v3_restore_vmcr_aprs: noEffect,
+  __pkvm_init_vm: handleInitVm,
+  __pkvm_init_vcpu: handleInitVcpu,
+  __pkvm_teardown_vm: handleTeardownVm,
+  __pkvm_vcpu_load: handleVcpuLoad,
+  __pkvm_vcpu_put: handleVcpuPut,
+  __pkvm_tlb_flush_vmid: handlePkvmTlbFlushVmid,
+} satisfies Record<HcallUp616, HcallHandler | null>;
+
 /** The dense handler array of a profile, by function number (built once per `Hyp`). */
-export function buildHcallTable(names: readonly string[]): (HcallHandler | null)[] {
-  const byName = HANDLERS_PKVM_2022 as Readonly<Record<string, HcallHandler | null>>;
+export function buildHcallTable(profile: HcallProfile): (HcallHandler | null)[] {
+  const byName = (profile.name === AbiProfileName.UPSTREAM_6_16 ? HANDLERS_UPSTREAM_6_16 : HANDLERS_PKVM_2022) as Readonly<
+    Record<string, HcallHandler | null>
+  >;
+  const names = profile.names;
   const out: (HcallHandler | null)[] = [];
   for (let n = 0; n < names.length; n++) {
     const name = names[n]!; // JUSTIFY: n < length.

@@ -174,7 +174,7 @@ export function createHyp(cfg: HypConfig): Hyp {
     carveoutPages: nrPages,
     runner: cfg.runner ?? null,
     mmus: cfg.mmus ?? [],
-    hcallTable: buildHcallTable(profile.names),
+    hcallTable: buildHcallTable(profile),
     admitHostPage: (pfn: number): Ret => hostDonateHyp(hyp, pfn, 1),
     warnings,
   });

@@ -10,7 +10,8 @@
  * The free lists of the hyp page allocator are threaded through the kernel's free pages themselves; the model keeps
  * those links in two more typed arrays here so that no EL2 state lives in guest-visible memory.
  *
- * Mirrors `struct hyp_page` and `hyp_phys_to_page()` (arch/arm64/kvm/hyp/include/nvhe/memory.h, 2022 series).
+ * Mirrors `struct hyp_page` and `hyp_phys_to_page()` (arch/arm64/kvm/hyp/include/nvhe/memory.h, 2022 series), plus
+ * the UP-6.14+ `host_share_guest_count` for the upstream profile.
  */
 
 import { assert } from '../arch/assert.js';
@@ -49,6 +50,11 @@ export class HypVmemmap {
   readonly prev: Int32Array;
   /** 1 while the page heads a block on some pool's free list. */
   readonly onFreeList: Uint8Array;
+  /**
+   * `hyp_page.host_share_guest_count` (UP-6.14+, used by the `upstream-6.16` profile): how many non-protected
+   * guests the host currently shares the page with.
+   */
+  readonly shareGuestCount: Uint32Array;
 
   /**
    * @param basePfn first pfn (the lowest RAM pfn).
@@ -65,6 +71,7 @@ export class HypVmemmap {
     this.next = new Int32Array(nrPages).fill(-1);
     this.prev = new Int32Array(nrPages).fill(-1);
     this.onFreeList = new Uint8Array(nrPages);
+    this.shareGuestCount = new Uint32Array(nrPages);
   }
 
   /** True when `pfn` has a `struct hyp_page`. */

@@ -7,7 +7,16 @@
 import { PAGE_SIZE } from '../../../src/arch/addr.js';
 import { ARMV8_0_PA40_FEATURES } from '../../../src/arch/features.js';
 import { RegFile } from '../../../src/arch/regs.js';
-import { HCALLS_PKVM_2022, HOST_KVM, HOST_VCPU, hypVcpuSize, hypVmSize, kvmHostSmcccId, type Hcall2022 } from '../../../src/arch/smccc.js';
+import {
+  type AbiProfileName,
+  type Hcall2022,
+  hcallFuncId,
+  type HcallUp616,
+  HOST_KVM,
+  HOST_VCPU,
+  hypVcpuSize,
+  hypVmSize,
+} from '../../../src/arch/smccc.js';
 import { PhysMem, RegionKind } from '../../../src/mem/phys-mem.js';
 import { S2Mmu } from '../../../src/mmu/s2-mmu.js';
 import { Tlb } from '../../../src/mmu/tlb.js';
@@ -38,7 +47,9 @@ export interface TestMachine {
 }
 
 /** Boots a machine with `nrCpus` CPUs. */
-export function bootMachine(opts: { nrCpus?: number; runner?: GuestRunner; finalize?: boolean } = {}): TestMachine {
+export function bootMachine(
+  opts: { nrCpus?: number; runner?: GuestRunner; finalize?: boolean; profile?: AbiProfileName } = {},
+): TestMachine {
   const mem = new PhysMem();
   mem.addRegion(RAM_BASE, RAM_SIZE, RegionKind.RAM);
   mem.addRegion(MMIO_BASE, 0x1000_0000 - MMIO_BASE, RegionKind.MMIO);
@@ -54,6 +65,7 @@ export function bootMachine(opts: { nrCpus?: number; runner?: GuestRunner; final
     carveout: { base: CARVEOUT_BASE, nrPages: CARVEOUT_PAGES },
     mmus,
     runner: opts.runner ?? null,
+    profile: opts.profile ?? 'pkvm-2022',
   });
   const m: TestMachine = { mem, tlb, hyp, nextPa: RAM_BASE };
   if (opts.finalize !== false) for (let c = 0; c < nrCpus; c++) hvc(m, c, '__pkvm_prot_finalize');
@@ -67,17 +79,19 @@ export function allocHostPages(m: TestMachine, n = 1): number {
   return pa;
 }
 
-/** Issues a host hypercall by name on `cpu` and returns {x0, x1} as signed numbers. */
-export function hvc(m: TestMachine, cpu: number, name: Hcall2022, ...args: number[]): { x0: number; x1: number } {
+/** Issues a host hypercall by kernel name (of the machine's profile) on `cpu`; returns {x0, x1} as signed numbers. */
+export function hvc(m: TestMachine, cpu: number, name: Hcall2022 | HcallUp616, ...args: number[]): { x0: number; x1: number } {
   const regs = m.hyp.cpus[cpu]!.regs;
-  regs.setU(0, kvmHostSmcccId(HCALLS_PKVM_2022[name]));
+  const id = hcallFuncId(m.hyp.profile, name);
+  if (id === null) throw new Error(`${name} is not in profile ${m.hyp.profile.name}`);
+  regs.setU(0, id);
   for (let i = 0; i < args.length; i++) regs.setU(i + 1, args[i]!);
   hostHvc(m.hyp, cpu, 0);
   return { x0: regs.signed(0), x1: regs.signed(1) };
 }
 
 /** Issues a host hypercall and returns x1, asserting x0 = SUCCESS. */
-export function hvcRet(m: TestMachine, cpu: number, name: Hcall2022, ...args: number[]): number {
+export function hvcRet(m: TestMachine, cpu: number, name: Hcall2022 | HcallUp616, ...args: number[]): number {
   const r = hvc(m, cpu, name, ...args);
   if (r.x0 !== 0) throw new Error(`${name}: x0 = ${r.x0}`);
   return r.x1;
