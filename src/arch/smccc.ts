@@ -10,7 +10,8 @@
  *
  * so `KVM_HOST_SMCCC_ID(n)` = 0xC600_0000 + n (arch/arm64/include/asm/kvm_asm.h). The enumeration differs between
  * kernels; each is a {@link HcallProfile} (data, not code). The default profile `pkvm-2022` is the CORE numbering of
- * the 2022 series after patch 78/89 moved the VMID TLB calls before `__pkvm_prot_finalize` (pkvm.md §3.4 (a')).
+ * the 2022 series after patch 78/89 moved the VMID TLB calls before `__pkvm_prot_finalize` (pkvm.md §3.4 (a'));
+ * `upstream-6.16` is the enumeration of Linux v6.16 (np-guest `__pkvm_host_*_guest` family).
  *
  * This module also fixes the layout of the host structures EL2 reads (the host `struct kvm` and `struct kvm_vcpu`
  * pages the host shares with EL2, and `struct kvm_hyp_memcache`), because both sides of the ABI (the host in `host/`
