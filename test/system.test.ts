@@ -8,6 +8,8 @@ import { decodeFaultStatusCode, FaultType } from '../src/arch/fault.js';
 import { GuestHcall, SmcccRet } from '../src/arch/smccc.js';
 import { runDemo } from '../src/cli/commands/demo.js';
 import type { CliIo } from '../src/cli/command.js';
+import { WalkFlags } from '../src/pgtable/types.js';
+import { kvmPgtableWalk, type Walker } from '../src/pgtable/walk.js';
 import { createMachine, defaultHypPool, validateMachineConfig, type Machine, type MachineConfig } from '../src/system.js';
 
 const RAM = { base: 0x4000_0000, size: 256 * 2 ** 20 };
@@ -209,4 +211,31 @@ t.test('s2emu demo (small) prints the summary and exits 0', async (t) => {
   t.match(out, /---\[ Guest IPA \]---/);
   t.equal(runDemo(['--mib', '0'], io), 2);
   t.equal(runDemo(['extra'], io), 2);
+});
+
+t.test('a missing TLBI shows as a TLB on/off difference and as a checker violation', async (t) => {
+  // Simulates an EL2 bug: the guest leaf is cleared behind the hypervisor's back, with no TLB maintenance.
+  const results: string[] = [];
+  for (const tlb of [true, false]) {
+    const m = createMachine(cfg({ tlb }));
+    m.createVm(np);
+    m.guestAccess('g', 0, 0x1000, 'write', { value: 1 });
+    const hv = m.hyp.vmByHandle(m.vmHandle('g'))!;
+    let ptep = -1;
+    const walker: Walker<null> = {
+      cb: (ctx) => {
+        if ((ctx.oldLo & 1) !== 0) ptep = ctx.ptep;
+        return 0;
+      },
+      arg: null,
+      flags: WalkFlags.LEAF,
+    };
+    kvmPgtableWalk(hv.pgt, 0x1000, PAGE_SIZE, walker);
+    t.ok(ptep > 0, 'leaf located');
+    m.mem.write64(ptep, 0, 0);
+    const r = m.guestAccess('g', 0, 0x1000, 'read', { handle: false });
+    results.push(r.result);
+    if (tlb) t.match(m.checkInvariants().violations.join('\n'), /break-before-make|guest g|refcount/, 'the stale use or the damaged table is reported');
+  }
+  t.same(results, ['ok', 'exit'], 'the stale TLB entry keeps serving the TLB-on run only');
 });
