@@ -62,7 +62,8 @@ export interface MachineConfig {
 /** One traced machine event. */
 export type TraceEvent =
   | { readonly ev: 'hvc'; readonly cpu: number; readonly fn: string; readonly args: readonly string[]; readonly x0: string; readonly x1: string }
-  | { readonly ev: 'host_abort'; readonly cpu: number; readonly pa: string; readonly result: 'mapped' | 'retry' | 'injected' };
+  | { readonly ev: 'host_abort'; readonly cpu: number; readonly pa: string; readonly result: 'mapped' | 'retry' | 'injected' }
+  | { readonly ev: 'kvm'; readonly vm: string; readonly step: string };
 
 /** A hypercall's result registers x0…x3, as halves. */
 export interface HvcResult {
@@ -472,6 +473,7 @@ export class Machine {
       return { ret, handle: 0 };
     }
     this.vmCount++;
+    if (this.onEvent !== null) kvm.trace = [];
     this.vms.set(spec.name, { spec, kvm, mm, hva, handle: kvm.handle, pendingExit: new Array(spec.vcpus).fill(null), destroyed: false });
     return { ret: 0, handle: kvm.handle };
   }
@@ -722,6 +724,21 @@ export class Machine {
       mapped = hv !== null && kvmPgtableGetLeaf(hv.pgt, ipa + i * PAGE_SIZE, leaf) === 0 && (leaf.lo & 1) !== 0;
     }
     return { ret, migrated, guestMapped: mapped };
+  }
+
+  /**
+   * Emits the host kernel's recorded fault-path and teardown steps (`pkvm_mem_abort`, reclaim…) of every VM as `kvm`
+   * events, in order, and forgets them. Only recorded when the machine was built with `onEvent`.
+   */
+  flushHostTrace(): void {
+    const emit = this.onEvent;
+    if (emit === null) return;
+    for (const [name, r] of this.vms) {
+      const tr = r.kvm.trace;
+      if (tr === null || tr.length === 0) continue;
+      for (const step of tr) emit({ ev: 'kvm', vm: name, step });
+      tr.length = 0;
+    }
   }
 
   /** Sets RLIMIT_MEMLOCK (bytes) of every VMM, present and future. @returns the limit. */

@@ -173,6 +173,7 @@ export function runScenario(s: Scenario, opts: RunOptions = {}): RunReport {
     const checks: Check[] = [];
     const missing = missingVm(m, st);
     const result = missing === null ? runStep(m, st, checks) : { error: missing };
+    if (opts.trace === true) m.flushHostTrace();
     if (missing !== null) checks.push({ what: 'vm', expected: 'created', actual: missing, pass: false });
     if (st.kind === 'set' && st.checkInvariants !== undefined) invariants = st.checkInvariants;
     if (m.hvcCount !== hvcsBefore && m.checkEveryHvc) {

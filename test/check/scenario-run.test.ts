@@ -95,6 +95,8 @@ t.test('trace events and set knobs', async (t) => {
   t.notOk(rep.steps[2]!.checks.some((c) => c.what === 'invariants'), 'invariants off after set');
   const names = (rep.steps[2]!.events ?? []).map((e) => (e.ev === 'hvc' ? e.fn : e.ev));
   t.ok(names.includes('__pkvm_host_map_guest') && names.includes('__kvm_vcpu_run'), names.join(','));
+  const kvmSteps = (rep.steps[3]!.events ?? []).flatMap((e) => (e.ev === 'kvm' ? [e.step] : []));
+  t.ok(kvmSteps.includes('account_locked_vm +1') || kvmSteps.some((x) => /account_locked_vm/.test(x)), kvmSteps.join(','));
 });
 
 t.test('s2emu run: exit statuses and output', async (t) => {
