@@ -228,7 +228,10 @@ export class StepGenerator {
       case Action.HVC_MEM: {
         const fn = r.pick(MEM_HCALLS);
         const map = fn === '__pkvm_host_map_guest';
-        return { kind: 'hvc', fn, cpu: r.below(this.m.cpus), args: [map ? this.mapPfn(this.pfnArg()) : this.pfnArg(), ...(map ? [this.gfnArg()] : [])], expect: null };
+        // Spare pages are where raw map requests land (see mapPfn): after a teardown they wait for a reclaim the
+        // host kernel does not know to issue.
+        const pfn = r.chance(0.25) ? { kind: 'pfn' as const, pa: SPARE_BASE + r.below(SPARE_PAGES) * PAGE_SIZE } : this.pfnArg();
+        return { kind: 'hvc', fn, cpu: r.below(this.m.cpus), args: [map ? this.mapPfn(pfn) : pfn, ...(map ? [this.gfnArg()] : [])], expect: null };
       }
       case Action.HVC_HOSTILE:
         return this.hostileHvc();

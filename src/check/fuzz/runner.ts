@@ -4,7 +4,7 @@
  * scenario ({@link writeReproducer}). `s2emu fuzz` and the tests drive it through {@link runFuzz}.
  */
 
-import { Bug, injectedBug } from '../../arch/inject.js';
+import { type Bug, injectedBug } from '../../arch/inject.js';
 import type { ScenarioMachine, Step } from '../scenario-schema.js';
 import { Coverage, type CoverageReport } from './coverage.js';
 import { fuzzMachine, StepGenerator } from './generator.js';
@@ -40,6 +40,8 @@ export interface FuzzOptions {
   readonly progressEveryMs?: number;
   /** Clock in ms (tests pass a fake); default `performance.now`. */
   readonly now?: () => number;
+  /** CPU time of this process in ms (user + system); default `process.cpuUsage()`. */
+  readonly cpuNow?: () => number;
 }
 
 /** Progress of a running campaign. */
@@ -60,6 +62,8 @@ export interface FuzzResult {
   readonly steps: number;
   readonly violations: number;
   readonly stepsPerSecond: number;
+  /** Steps per second of CPU time (the figure that does not depend on other load on the machine). */
+  readonly stepsPerCpuSecond: number;
   readonly elapsedMs: number;
   readonly inject: Bug;
   readonly machine: ScenarioMachine;
@@ -85,6 +89,8 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
   const trace: Step[] = [];
   const rnd = new Prng(o.seed);
   const gen = new StepGenerator(rnd, { vms, vcpus }, sess.m, sess.world);
+  const cpuNow = o.cpuNow ?? cpuMs;
+  const c0 = cpuNow();
   const t0 = now();
   let lastProgress = t0;
   const every = o.progressEveryMs ?? 250;
@@ -114,8 +120,10 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
     sess.close();
   }
   const elapsedMs = now() - t0;
+  const cpuElapsed = cpuNow() - c0;
   const steps = trace.length;
   const stepsPerSecond = elapsedMs > 0 ? Math.round((steps * 1000) / elapsedMs) : 0;
+  const stepsPerCpuSecond = cpuElapsed > 0 ? Math.round((steps * 1000) / cpuElapsed) : 0;
   if (o.onProgress !== undefined) o.onProgress(progressOf(null, steps, o.steps, elapsedMs, failure === null ? 0 : 1));
   let minimal: Step[] | null = null;
   let shrinkStats: ShrinkStats | null = null;
@@ -137,6 +145,7 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
     steps,
     violations: failure === null ? 0 : 1,
     stepsPerSecond,
+    stepsPerCpuSecond,
     elapsedMs,
     inject,
     machine,
@@ -158,5 +167,8 @@ function progressOf(sess: Session | null, steps: number, total: number, ms: numb
   return { steps, total, stepsPerSecond: ms > 0 ? Math.round((steps * 1000) / ms) : 0, vmsAlive, pages, violations };
 }
 
-/** Default when the caller does not plant a bug. */
-export const NO_BUG: Bug = Bug.NONE;
+/** CPU time (user + system) of this process in ms. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}

@@ -133,6 +133,7 @@ function summary(r: FuzzResult): Record<string, unknown> {
     steps: r.steps,
     violations: r.violations,
     stepsPerSecond: r.stepsPerSecond,
+    stepsPerCpuSecond: r.stepsPerCpuSecond,
     elapsedMs: Math.round(r.elapsedMs),
     inject: r.inject,
     ...(r.failure !== null ? { failure: { kind: r.failure.kind, message: r.failure.message } } : {}),
@@ -143,7 +144,7 @@ function summary(r: FuzzResult): Record<string, unknown> {
 }
 
 function printText(io: CliIo, r: FuzzResult): void {
-  io.out(`${r.steps} steps in ${(r.elapsedMs / 1000).toFixed(1)} s (${r.stepsPerSecond} steps/s), ${r.violations} violation${r.violations === 1 ? '' : 's'}\n`);
+  io.out(`${r.steps} steps in ${(r.elapsedMs / 1000).toFixed(1)} s (${r.stepsPerSecond} steps/s; ${r.stepsPerCpuSecond} per CPU second), ${r.violations} violation${r.violations === 1 ? '' : 's'}\n`);
   if (r.coverage !== null) {
     const c = r.coverage;
     io.out(`coverage: hypercall x page state x outcome ${c.hcalls.reached}/${c.hcalls.reachable}, descriptor transitions ${c.bbm.reached}/${c.bbm.reachable}\n`);
