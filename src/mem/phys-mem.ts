@@ -18,6 +18,11 @@ export const BACKING_PAGE_SHIFT = 12;
 const BACKING_PAGE_SIZE = 1 << BACKING_PAGE_SHIFT;
 const WORDS_PER_PAGE = BACKING_PAGE_SIZE >>> 2;
 const CHUNK_PAGES = 1 << 16; // 256 MiB of RAM per chunk of the page index
+/** 2^-12: `pa * INV_PAGE` is `pa / 4096` exactly (a power-of-two scaling of an integer below 2^53). */
+const INV_PAGE = 1 / BACKING_PAGE_SIZE;
+/** Entries of the direct-mapped read cache (PFN → backing page); a power of two. */
+const RCACHE_SIZE = 1024;
+const RCACHE_MASK = RCACHE_SIZE - 1;
 
 /** Kind of a physical region. */
 export const RegionKind = { RAM: 'ram', MMIO: 'mmio' } as const;
@@ -47,11 +52,33 @@ export interface DescWriteObserver {
 
 const ZERO_PAGE = new Uint32Array(WORDS_PER_PAGE);
 
-/** Sparse physical memory. */
+/**
+ * Index, in the backing page {@link PhysMem.pageForRead} returns for `pa`, of the 32-bit word holding byte `pa`
+ * (pages are 4 KiB aligned, so it is pa[11:2]). For a 64-bit word, bits[31:0] are at this index and bits[63:32]
+ * at the next.
+ */
+export function pageWordIndex(pa: number): number {
+  // JUSTIFY: `pa >>> 0` is ToUint32 (STYLE.md §10.4 rule 1, lo32), exact for pa < 2^53; bits[11:2] come from it.
+  return ((pa >>> 0) & (BACKING_PAGE_SIZE - 1)) >>> 2;
+}
+
+/**
+ * Sparse physical memory.
+ *
+ * Reads go through a small direct-mapped cache, PFN → backing page (the shared zero page for untouched RAM), in
+ * front of the region and page-index lookup, so that a table walk's descriptor read is a tag compare and two
+ * typed-array loads. Only RAM pages are cached; regions never overlap and are never removed, so an entry stays
+ * right until its page is allocated, and {@link PhysMem.pageForWrite} refreshes the entry then (a later write is
+ * visible to every reader, and the zero page is never written).
+ */
 export class PhysMem {
   private readonly regions: Region[] = [];
   private last: Region | null = null;
   private touched = 0;
+  /** Read-cache tags: the PFN (pa / 4096) held in each slot; NaN when empty (never equal to any PFN). */
+  private readonly rcTag = new Float64Array(RCACHE_SIZE).fill(NaN);
+  /** Read-cache data: the backing page of the PFN in the same slot (the zero page when untouched). */
+  private readonly rcPage: Uint32Array[] = new Array<Uint32Array>(RCACHE_SIZE).fill(ZERO_PAGE);
   /** Observer of descriptor writes (the BBM checker), or null. */
   observer: DescWriteObserver | null = null;
 
@@ -101,21 +128,43 @@ export class PhysMem {
     return this.touched;
   }
 
-  /** The backing page for reading `pa`: the shared zero page when untouched, null when not RAM. */
+  /**
+   * The backing page for reading `pa`: the shared zero page when untouched, null when not RAM. The word holding
+   * byte `pa` is at index {@link pageWordIndex}(pa). Hot (every descriptor read of a walk): a read-cache hit is a
+   * multiply, a floor, a mask and a tag compare.
+   */
   pageForRead(pa: number): Uint32Array | null {
+    const pfn = Math.floor(pa * INV_PAGE);
+    // JUSTIFY: `pfn >>> 0` is ToUint32, exact modulo 2^32 for a PFN below 2^41; the slot needs only its low bits.
+    const slot = (pfn >>> 0) & RCACHE_MASK;
+    if (this.rcTag[slot] === pfn) return this.rcPage[slot]!; // JUSTIFY: slot < RCACHE_SIZE.
+    return this.pageForReadMiss(pa, pfn, slot);
+  }
+
+  /** Read-cache miss: the region and page-index lookup, caching a RAM page (or the zero page) in `slot`. */
+  private pageForReadMiss(pa: number, pfn: number, slot: number): Uint32Array | null {
     const r = this.regionOf(pa);
     if (r === null || r.kind !== RegionKind.RAM) return null;
-    const idx = Math.floor((pa - r.base) / BACKING_PAGE_SIZE);
+    const idx = pfn - r.base * INV_PAGE; // exact: both are integers below 2^41
     const chunk = r.chunks[Math.floor(idx / CHUNK_PAGES)];
-    if (chunk === undefined) return ZERO_PAGE;
-    return chunk[idx % CHUNK_PAGES] ?? ZERO_PAGE;
+    const page = chunk === undefined ? ZERO_PAGE : (chunk[idx % CHUNK_PAGES] ?? ZERO_PAGE);
+    this.rcTag[slot] = pfn;
+    this.rcPage[slot] = page;
+    return page;
   }
 
   /** The backing page for writing `pa` (allocated on demand), or null when not RAM. */
   pageForWrite(pa: number): Uint32Array | null {
+    const pfn = Math.floor(pa * INV_PAGE);
+    // JUSTIFY: as in pageForRead.
+    const slot = (pfn >>> 0) & RCACHE_MASK;
+    if (this.rcTag[slot] === pfn) {
+      const cached = this.rcPage[slot]!; // JUSTIFY: slot < RCACHE_SIZE.
+      if (cached !== ZERO_PAGE) return cached;
+    }
     const r = this.regionOf(pa);
     if (r === null || r.kind !== RegionKind.RAM) return null;
-    const idx = Math.floor((pa - r.base) / BACKING_PAGE_SIZE);
+    const idx = pfn - r.base * INV_PAGE;
     const ci = Math.floor(idx / CHUNK_PAGES);
     let chunk = r.chunks[ci];
     if (chunk === undefined) {
@@ -131,6 +180,9 @@ export class PhysMem {
       chunk[pi] = page;
       this.touched++;
     }
+    // The slot may hold this PFN's zero page: readers must see the new page from now on.
+    this.rcTag[slot] = pfn;
+    this.rcPage[slot] = page;
     return page;
   }
 
@@ -142,7 +194,7 @@ export class PhysMem {
       out.hi = 0;
       return false;
     }
-    const w = (pa % BACKING_PAGE_SIZE) >>> 2;
+    const w = pageWordIndex(pa);
     out.lo = p[w]!; // JUSTIFY: w < WORDS_PER_PAGE - 1 for an 8-byte aligned pa.
     out.hi = p[w + 1]!;
     return true;
@@ -151,20 +203,20 @@ export class PhysMem {
   /** Reads bits[31:0] of the aligned 64-bit word at `pa` (0 when not RAM). */
   read64Lo(pa: number): number {
     const p = this.pageForRead(pa);
-    return p === null ? 0 : p[(pa % BACKING_PAGE_SIZE) >>> 2]!; // JUSTIFY: index within the page.
+    return p === null ? 0 : p[pageWordIndex(pa)]!; // JUSTIFY: index within the page.
   }
 
   /** Reads bits[63:32] of the aligned 64-bit word at `pa` (0 when not RAM). */
   read64Hi(pa: number): number {
     const p = this.pageForRead(pa);
-    return p === null ? 0 : p[((pa % BACKING_PAGE_SIZE) >>> 2) + 1]!; // JUSTIFY: index within the page.
+    return p === null ? 0 : p[pageWordIndex(pa) + 1]!; // JUSTIFY: index within the page.
   }
 
   /** Plain data store of an aligned 64-bit word. Returns false when `pa` is not RAM. */
   write64(pa: number, lo: number, hi: number): boolean {
     const p = this.pageForWrite(pa);
     if (p === null) return false;
-    const w = (pa % BACKING_PAGE_SIZE) >>> 2;
+    const w = pageWordIndex(pa);
     p[w] = lo;
     p[w + 1] = hi;
     return true;
@@ -177,7 +229,7 @@ export class PhysMem {
   writeDesc(pa: number, lo: number, hi: number): boolean {
     const p = this.pageForWrite(pa);
     if (p === null) return false;
-    const w = (pa % BACKING_PAGE_SIZE) >>> 2;
+    const w = pageWordIndex(pa);
     const obs = this.observer;
     if (obs !== null) obs.onDescWrite(pa, p[w]!, p[w + 1]!, lo >>> 0, hi >>> 0); // JUSTIFY: index within the page.
     p[w] = lo;
@@ -188,14 +240,14 @@ export class PhysMem {
   /** Reads an aligned 32-bit word (0 when not RAM). */
   read32(pa: number): number {
     const p = this.pageForRead(pa);
-    return p === null ? 0 : p[(pa % BACKING_PAGE_SIZE) >>> 2]!; // JUSTIFY: index within the page.
+    return p === null ? 0 : p[pageWordIndex(pa)]!; // JUSTIFY: index within the page.
   }
 
   /** Writes an aligned 32-bit word. Returns false when `pa` is not RAM. */
   write32(pa: number, v: number): boolean {
     const p = this.pageForWrite(pa);
     if (p === null) return false;
-    p[(pa % BACKING_PAGE_SIZE) >>> 2] = v;
+    p[pageWordIndex(pa)] = v;
     return true;
   }
 

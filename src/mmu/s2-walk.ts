@@ -29,7 +29,7 @@ import {
 } from '../arch/desc-codec.js';
 import { assertNever } from '../arch/assert.js';
 import { FaultType } from '../arch/fault.js';
-import type { PhysMem, U64 } from '../mem/phys-mem.js';
+import { pageWordIndex, type PhysMem } from '../mem/phys-mem.js';
 import type { S2Config } from './s2-config.js';
 import type { WalkResult } from './walk-result.js';
 import type { WalkTrace } from './walk-trace.js';
@@ -53,10 +53,73 @@ export const WalkFlag = { EL0: 1, AT: 2, NO_UPDATE: 4, S1PTW: 8 } as const;
 /** One walk flag. */
 export type WalkFlag = (typeof WalkFlag)[keyof typeof WalkFlag];
 
-/** Scratch for descriptor reads; one per module, never escapes a call. */
-const scratch: U64 = { lo: 0, hi: 0 };
+/**
+ * Fills `out` for a walk that faulted before reaching a leaf (configuration, IPA range, SEA on a descriptor read,
+ * invalid entry, table address): the constructor state plus the IPA, S1PTW, the last descriptor read (PA −1 and
+ * zeroes when none) and the fault. Off the hot path.
+ */
+function failNoLeaf(
+  out: WalkResult,
+  type: FaultType,
+  level: number,
+  ipa: number,
+  flags: number,
+  descPa: number,
+  lo: number,
+  hi: number,
+): FaultType {
+  out.reset();
+  out.ipa = ipa;
+  out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
+  out.descPa = descPa;
+  out.descLo = lo;
+  out.descHi = hi;
+  out.fault = type;
+  out.level = level;
+  return type;
+}
 
-function fail(out: WalkResult, type: FaultType, level: number): FaultType {
+/**
+ * Writes every field of `out` for a leaf at `level` (descriptor `lo`/`hi` at `descPa`, leaf size 2^`sh`): fault
+ * NONE, PA `pa`, the decoded attributes, no hardware update. The caller overrides what differs (a leaf fault, a
+ * hardware update). Every field is written, so the success path needs no `reset()`.
+ */
+function fillLeaf(
+  out: WalkResult,
+  cfg: S2Config,
+  ipa: number,
+  flags: number,
+  level: number,
+  sh: number,
+  descPa: number,
+  lo: number,
+  hi: number,
+  pa: number,
+): void {
+  out.fault = FaultType.NONE;
+  out.level = 0;
+  out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
+  out.ipa = ipa;
+  out.pa = pa;
+  out.leafLevel = level;
+  out.leafShift = sh;
+  out.descPa = descPa;
+  out.descLo = lo;
+  out.descHi = hi;
+  out.memAttr = s2DescMemAttr(lo);
+  out.s2ap = s2DescS2ap(lo);
+  out.sh = cfg.ds ? cfg.sh0 : s2DescSh(lo);
+  out.xn = s2DescXn(hi);
+  out.af = (lo & S2_AF_LO) !== 0;
+  out.dbm = s2DescDbm(hi);
+  out.sw = s2DescSw(hi);
+  out.cont = s2DescCont(hi);
+  out.hwUpdated = false;
+}
+
+/** A leaf-level fault: `out` keeps the leaf's attributes (as {@link fillLeaf} wrote them), PA 0, and the fault. */
+function failLeaf(out: WalkResult, type: FaultType, level: number): FaultType {
+  out.pa = 0;
   out.fault = type;
   out.level = level;
   return type;
@@ -152,20 +215,25 @@ export function s2Walk(
   out: WalkResult,
   trace: WalkTrace | null,
 ): FaultType {
-  out.reset();
-  out.ipa = ipa;
-  out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
   if (trace !== null) trace.reset();
   if (!cfg.enabled) {
+    out.reset();
+    out.ipa = ipa;
+    out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
     out.pa = ipa;
     return FaultType.NONE;
   }
-  if (cfg.fault === FaultType.TRANSLATION) return fail(out, FaultType.TRANSLATION, 0);
-  if (!(ipa >= 0 && ipa < cfg.iasSize)) return fail(out, FaultType.TRANSLATION, 0);
-  if (cfg.fault === FaultType.ADDRESS_SIZE) return fail(out, FaultType.ADDRESS_SIZE, 0);
+  if (cfg.fault !== FaultType.NONE || !(ipa >= 0 && ipa < cfg.iasSize)) {
+    // ASL order: T0SZ/SL faults (Translation), then the IPA range (Translation), then the base (Address size).
+    const inRange = ipa >= 0 && ipa < cfg.iasSize;
+    const type = cfg.fault === FaultType.ADDRESS_SIZE && inRange ? FaultType.ADDRESS_SIZE : FaultType.TRANSLATION;
+    return failNoLeaf(out, type, 0, ipa, flags, -1, 0, 0);
+  }
 
   const fmt: OaFormat = cfg.oaFormat;
   const oasSize = cfg.oasSize;
+  const levelShift = cfg.levelShift;
+  const levelIndexMask = cfg.levelIndexMask;
   // The IPA as halves, so that indices and offsets come from int32 operations (no float division or fmod).
   const ipaLo = ipa >>> 0;
   const ipaHi = Math.floor(ipa / TWO_32);
@@ -173,70 +241,53 @@ export function s2Walk(
   let table = cfg.baseAddr;
   for (;;) {
     const slot = level + 1;
-    const sh = cfg.levelShift[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
-    const indexMask = cfg.levelIndexMask[slot]!; // JUSTIFY: as above.
+    const sh = levelShift[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
+    const indexMask = levelIndexMask[slot]!; // JUSTIFY: as above.
     // IPA[sh + n − 1 : sh] with n ≤ 17 index bits; sh is 12..48.
-    let index: number;
-    if (sh >= 32) index = (ipaHi >>> (sh - 32)) & indexMask;
-    else index = ((ipaLo >>> sh) | (ipaHi << (32 - sh))) & indexMask;
+    const index = sh >= 32 ? (ipaHi >>> (sh - 32)) & indexMask : ((ipaLo >>> sh) | (ipaHi << (32 - sh))) & indexMask;
     const descPa = table + index * 8;
-    const backed = mem.read64(descPa, scratch);
-    const lo = scratch.lo;
-    const hi = scratch.hi;
-    out.descPa = descPa;
-    out.descLo = lo;
-    out.descHi = hi;
-    if (!backed) return fail(out, FaultType.SEA_WALK, level);
+    // The descriptor read (ASL FetchDescriptor): a cached backing page and two loads; null = not RAM.
+    const page = mem.pageForRead(descPa);
+    if (page === null) return failNoLeaf(out, FaultType.SEA_WALK, level, ipa, flags, descPa, 0, 0);
+    const w = pageWordIndex(descPa);
+    const lo = page[w]!; // JUSTIFY: w ≤ 1022 for an 8-byte aligned descPa.
+    const hi = page[w + 1]!;
     if (trace !== null) trace.push(level, descPa, lo, hi);
-    if ((lo & 1) === 0) return fail(out, FaultType.TRANSLATION, level);
+    if ((lo & 1) === 0) return failNoLeaf(out, FaultType.TRANSLATION, level, ipa, flags, descPa, lo, hi);
     if ((lo & 2) !== 0 && level < 3) {
       const nlta = s2DescAddr(lo, hi, cfg.gShift, fmt);
-      if (nlta >= oasSize) return fail(out, FaultType.ADDRESS_SIZE, level);
+      if (nlta >= oasSize) return failNoLeaf(out, FaultType.ADDRESS_SIZE, level, ipa, flags, descPa, lo, hi);
       table = nlta;
       level++;
       continue;
     }
-    if ((lo & 2) === 0 && cfg.blockOk[slot] === 0) return fail(out, FaultType.TRANSLATION, level);
+    if ((lo & 2) === 0 && cfg.blockOk[slot] === 0) {
+      return failNoLeaf(out, FaultType.TRANSLATION, level, ipa, flags, descPa, lo, hi);
+    }
 
-    // Leaf (block or page).
-    out.leafLevel = level;
-    out.leafShift = sh;
-    out.memAttr = s2DescMemAttr(lo);
-    out.s2ap = s2DescS2ap(lo);
-    out.sh = cfg.ds ? cfg.sh0 : s2DescSh(lo);
-    out.xn = s2DescXn(hi);
-    out.af = (lo & S2_AF_LO) !== 0;
-    out.dbm = s2DescDbm(hi);
-    out.sw = s2DescSw(hi);
-    out.cont = s2DescCont(hi);
-    // IPA[sh − 1 : 0], the offset within the leaf.
+    // Leaf (block or page). IPA[sh − 1 : 0] is the offset within it.
     const offset = sh >= 32 ? (ipaHi & ((1 << (sh - 32)) - 1)) * TWO_32 + ipaLo : (ipaLo & ((1 << sh) - 1)) >>> 0;
     const pa = s2DescAddr(lo, hi, sh, fmt) + offset;
-    if (pa >= oasSize) return fail(out, FaultType.ADDRESS_SIZE, level);
-    if ((lo & S2_AF_LO) === 0 && !cfg.ha) return fail(out, FaultType.ACCESS_FLAG, level);
-    if (s2PermFault(cfg, lo, hi, access, flags)) return fail(out, FaultType.PERMISSION, level);
+    fillLeaf(out, cfg, ipa, flags, level, sh, descPa, lo, hi, pa);
+    if (pa >= oasSize) return failLeaf(out, FaultType.ADDRESS_SIZE, level);
+    if ((lo & S2_AF_LO) === 0 && !cfg.ha) return failLeaf(out, FaultType.ACCESS_FLAG, level);
+    if (s2PermFault(cfg, lo, hi, access, flags)) return failLeaf(out, FaultType.PERMISSION, level);
 
     // Hardware updates (FEAT_HAFDBS), only for an access that does not fault.
-    let newLo = lo;
-    if (cfg.ha) newLo |= S2_AF_LO;
-    if (
-      access === AccessKind.WRITE &&
-      (flags & WalkFlag.AT) === 0 &&
-      cfg.hd &&
-      (hi & S2_DBM_HI) !== 0
-    ) {
-      newLo |= S2AP_W_LO;
+    if (cfg.ha || cfg.hd) {
+      let newLo = cfg.ha ? lo | S2_AF_LO : lo;
+      if (access === AccessKind.WRITE && (flags & WalkFlag.AT) === 0 && cfg.hd && (hi & S2_DBM_HI) !== 0) {
+        newLo |= S2AP_W_LO;
+      }
+      newLo >>>= 0;
+      if (newLo !== lo && (flags & WalkFlag.NO_UPDATE) === 0) {
+        mem.write64(descPa, newLo, hi);
+        out.descLo = newLo;
+        out.s2ap = s2DescS2ap(newLo);
+        out.af = true;
+        out.hwUpdated = true;
+      }
     }
-    newLo >>>= 0;
-    if (newLo !== lo && (flags & WalkFlag.NO_UPDATE) === 0) {
-      mem.write64(descPa, newLo, hi);
-      out.descLo = newLo;
-      out.s2ap = s2DescS2ap(newLo);
-      out.af = true;
-      out.hwUpdated = true;
-    }
-    out.pa = pa;
     return FaultType.NONE;
   }
 }
-
