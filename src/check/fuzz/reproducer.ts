@@ -63,7 +63,11 @@ export function reproducerScenario(inp: Omit<ReproducerInput, 'dir'>): { scenari
   } finally {
     sess.close();
   }
-  if (failure === null) steps.push({ check_invariants: true });
+  if (failure === null && sess.bootViolations !== null) {
+    const msgs = sess.bootViolations;
+    failure = { kind: FailureKind.INVARIANT, at: -1, message: msgs[0] ?? '', messages: msgs, expect: null, probes: [{ check_invariants: true }] };
+  }
+  if (failure === null || failure.at < 0) steps.push({ check_invariants: true });
   const name = `fuzz-seed-${inp.seed}${inp.inject !== Bug.NONE ? `-inject-${inp.inject}` : ''}`;
   const description = explain(inp, failure);
   const scenario: JsonObject = { name, description, machine: machineJson(inp.machine), steps };
@@ -73,8 +77,9 @@ export function reproducerScenario(inp: Omit<ReproducerInput, 'dir'>): { scenari
 function explain(inp: Omit<ReproducerInput, 'dir'>, f: Failure | null): string {
   const injected = inp.inject === Bug.NONE ? '' : ` Planted bug: ${inp.inject} (s2emu fuzz --inject ${inp.inject}); replay with: s2emu run --inject ${inp.inject} <this file>.`;
   if (f === null) return `Fuzz seed ${inp.seed}: the failure did not reproduce when this file was written.${injected}`;
+  const where = f.at < 0 ? 'right after boot, before any step' : 'at the last step';
   return (
-    `Fuzz seed ${inp.seed}, ${inp.totalSteps} steps, shrunk to ${inp.steps.length}: ${f.kind} failure at the last step — ${f.message}. ` +
+    `Fuzz seed ${inp.seed}, ${inp.totalSteps} steps, shrunk to ${inp.steps.length}: ${f.kind} failure ${where} — ${f.message}. ` +
     `This matters because ${WHY[f.kind]}.${injected}`
   );
 }

@@ -128,9 +128,10 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
   let minimal: Step[] | null = null;
   let shrinkStats: ShrinkStats | null = null;
   let reproducer: Reproducer | null = null;
-  if (failure !== null && failure.at >= 0) {
+  if (failure !== null) {
+    // A failure at boot (at = -1) reproduces with no step at all.
     const upTo = trace.slice(0, failure.at + 1);
-    if (o.shrink !== false) {
+    if (o.shrink !== false && upTo.length > 1) {
       const s = shrink(machine, upTo, failure, { inject, fullEvery, budgetMs: o.shrinkBudgetMs ?? 20_000, now });
       minimal = s.steps;
       shrinkStats = s.stats;
