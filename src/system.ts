@@ -147,6 +147,13 @@ export interface MachineStats {
 /** Valid PARange sizes (ID_AA64MMFR0_EL1.PARange encodings 0…5). */
 export const PA_BITS = [32, 36, 40, 42, 44, 48] as const;
 
+/** x1…x4 of a host context as hex, for traces. */
+function hvcArgs(x: Uint32Array): string[] {
+  const out: string[] = [];
+  for (let i = 1; i <= 4; i++) out.push('0x' + u64ToBigInt(x[2 * i]!, x[2 * i + 1]!).toString(16)); // JUSTIFY: i ≤ 4 < 31.
+  return out;
+}
+
 /** Where the VMM maps VM number `i`'s memory (one 256 GiB window each, below 2^48). */
 function hvaBase(i: number): number {
   return (i + 1) * 2 ** 38;
@@ -324,6 +331,7 @@ export class Machine {
     // the per-hypercall cost of the model (hvc-dispatch benchmark).
     const idLo = rx[0]!; // JUSTIFY: RegFile.x has 62 elements; every index below is < 16.
     const idHi = rx[1]!;
+    const args = this.onEvent !== null ? hvcArgs(rx) : null;
     hx[0] = idLo;
     hx[1] = idHi;
     hx[2] = rx[2]!;
@@ -353,18 +361,17 @@ export class Machine {
     const fn = idHi === 0 ? idLo - KVM_HOST_SMCCC_BASE : -1;
     if (fn >= 0 && fn < 256) this.hvcByFn[fn]++;
     else this.hvcRaw.set(idLo, (this.hvcRaw.get(idLo) ?? 0) + 1);
-    if (this.onEvent !== null) this.traceHvc(cpu, idLo, hx, regs);
+    if (args !== null) this.traceHvc(cpu, idLo, args, regs);
     if (this.checkEveryHvc) {
       const r = this.checkInvariants();
       for (const v of r.violations) if (this.hvcViolations.length < 100) this.hvcViolations.push(v);
     }
   }
 
-  private traceHvc(cpu: number, idLo: number, hx: Uint32Array, regs: RegFile): void {
+  private traceHvc(cpu: number, idLo: number, args: string[], regs: RegFile): void {
+    this.flushHostTrace(); // the host's steps leading to this call come first
     const fn = idLo - KVM_HOST_SMCCC_BASE;
     const name = (fn >= 0 && hcallName(this.profile, fn)) || '0x' + (idLo >>> 0).toString(16);
-    const args: string[] = [];
-    for (let i = 1; i <= 4; i++) args.push('0x' + u64ToBigInt(hx[2 * i]!, hx[2 * i + 1]!).toString(16)); // JUSTIFY: i ≤ 4.
     (this.onEvent as (e: TraceEvent) => void)({
       ev: 'hvc',
       cpu,
@@ -608,7 +615,8 @@ export class Machine {
       result: done ? 'ok' : 'error',
       esrEl2: run.esr,
       farEl2: 0,
-      hpfarEl2: 0,
+      // HPFAR_EL2.FIPA = IPA[47:12] at bits[43:4]; KVM_RUN keeps the faulting IPA of its last stage-2 exit.
+      hpfarEl2: r.kvm.stats.guestAborts !== aborts ? run.faultIpa / 256 : 0,
       errno: ret,
       value: access === READ && done ? gv.regs.u(0) : 0,
       exits: r.kvm.stats.guestAborts - aborts,
