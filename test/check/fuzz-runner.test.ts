@@ -62,9 +62,9 @@ t.test('generated steps round-trip through the scenario format', async (t) => {
 });
 
 t.test('a clean campaign: no violation, full coverage, the JSON fields', async (t) => {
-  const r = runFuzz({ seed: 1, steps: 20_000, coverage: true, outDir: null });
+  const r = runFuzz({ seed: 1, steps: 10_000, coverage: true, outDir: null });
   t.equal(r.violations, 0, r.failure?.message ?? 'no failure');
-  t.equal(r.steps, 20_000);
+  t.equal(r.steps, 10_000);
   t.ok(r.stepsPerSecond > 0);
   t.ok(r.coverage !== null);
   t.same(r.coverage!.hcalls.missing, [], 'every reachable hypercall x state x outcome');
