@@ -108,6 +108,10 @@ t.test('s2emu run: exit statuses and output', async (t) => {
   t.equal(lines.at(-1), '2 passed, 0 failed');
   t.match(JSON.parse(lines[1]!), { step: 0, kind: 'hvc', result: { x0: 'SUCCESS', x1: '0' } });
 
+  const dirRun = io();
+  t.equal(runRun([ok.cwd], dirRun), ExitCode.OK, 'a directory runs every scenario in it');
+  t.match(dirRun.text(), /good\.json/);
+
   const fail = io();
   const failing = join(fail.cwd, 'fail.json');
   writeFileSync(failing, JSON.stringify({ machine, steps: [{ hvc: '__pkvm_host_unshare_hyp', args: [`pfn:${SP}`], expect: { x1: '0' } }] }));

@@ -7,15 +7,15 @@
  * hypercall name the profile lacks; the message names the file, the JSON path and what was expected).
  */
 
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseScenario } from '../../check/scenario-schema.js';
 import { runScenario } from '../../check/scenario-run.js';
 import { ExitCode, parseCommandArgs, usageError, type CliIo, type Command } from '../command.js';
 
-const USAGE = `usage: s2emu run [--trace] [--tlb on|off] [--no-invariants] [--summary] SCENARIO.json...
+const USAGE = `usage: s2emu run [--trace] [--tlb on|off] [--no-invariants] [--summary] SCENARIO.json|DIR...
 
-Runs each scenario on a fresh machine and prints one JSON line per step (its results and the expectations
+Runs each scenario (directories: every *.json in them, sorted) on a fresh machine and prints one JSON line per step (its results and the expectations
 checked), then "N passed, N failed" over every expectation of every scenario.
   --trace          add the machine's events to each step: every hypercall (name, arguments, x0, x1) and host abort
   --tlb on|off     override machine.tlb (off: every access walks; results must not change)
@@ -45,7 +45,18 @@ export function runRun(argv: readonly string[], io: CliIo): ExitCode {
 
   const parsed = [];
   const errors: string[] = [];
+  const files: string[] = [];
   for (const f of p.positionals) {
+    let isDir = false;
+    try {
+      isDir = statSync(resolve(io.cwd, f)).isDirectory();
+    } catch {
+      // not a directory: reported as an unreadable file below
+    }
+    if (isDir) for (const e of readdirSync(resolve(io.cwd, f)).sort()) if (e.endsWith('.json')) files.push(join(f, e));
+    if (!isDir) files.push(f);
+  }
+  for (const f of files) {
     let text: string;
     try {
       text = readFileSync(resolve(io.cwd, f), 'utf8');
