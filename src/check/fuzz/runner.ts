@@ -86,9 +86,8 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
   const coverage = o.coverage === true ? new Coverage() : null;
   const fullEvery = o.fullEvery ?? 5000;
   const sess = new Session(machine, { inject, fullEvery, coverage });
-  const trace: Step[] = [];
-  const rnd = new Prng(o.seed);
-  const gen = new StepGenerator(rnd, { vms, vcpus }, sess.m, sess.world);
+  const gen = new StepGenerator(new Prng(o.seed), { vms, vcpus }, sess.m, sess.world);
+  let steps = 0;
   const cpuNow = o.cpuNow ?? cpuMs;
   const c0 = cpuNow();
   const t0 = now();
@@ -101,9 +100,9 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
       failure = { kind: 'invariant', at: -1, message: msg, messages: sess.bootViolations, expect: null, probes: [{ check_invariants: true }] };
     }
     for (let i = 0; i < o.steps && failure === null; i++) {
-      const st = gen.next();
-      trace.push(st);
-      failure = sess.apply(st);
+      // Steps are not kept: on a failure they are generated again from the seed (see regenerate).
+      failure = sess.apply(gen.next());
+      steps++;
       if (failure === null && i === o.steps - 1 && fullEvery > 0) {
         const full = sess.fullCheck();
         if (full.length > 0) failure = { kind: 'invariant', at: i, message: full[0] as string, messages: full, expect: null, probes: [{ check_invariants: true }] };
@@ -121,7 +120,6 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
   }
   const elapsedMs = now() - t0;
   const cpuElapsed = cpuNow() - c0;
-  const steps = trace.length;
   const stepsPerSecond = elapsedMs > 0 ? Math.round((steps * 1000) / elapsedMs) : 0;
   const stepsPerCpuSecond = cpuElapsed > 0 ? Math.round((steps * 1000) / cpuElapsed) : 0;
   if (o.onProgress !== undefined) o.onProgress(progressOf(null, steps, o.steps, elapsedMs, failure === null ? 0 : 1));
@@ -130,7 +128,7 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
   let reproducer: Reproducer | null = null;
   if (failure !== null) {
     // A failure at boot (at = -1) reproduces with no step at all.
-    const upTo = trace.slice(0, failure.at + 1);
+    const upTo = regenerate(machine, o.seed, { vms, vcpus }, inject, failure.at + 1);
     if (o.shrink !== false && upTo.length > 1) {
       const s = shrink(machine, upTo, failure, { inject, fullEvery, budgetMs: o.shrinkBudgetMs ?? 20_000, now });
       minimal = s.steps;
@@ -156,6 +154,27 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
     reproducer,
     coverage: coverage === null ? null : coverage.report(),
   };
+}
+
+/**
+ * The first `n` steps of the campaign of `seed`, generated again on a fresh machine (generation is deterministic),
+ * so that a long campaign does not keep every step it ran.
+ */
+function regenerate(machine: ScenarioMachine, seed: number, cfg: { vms: number; vcpus: number }, inject: Bug, n: number): Step[] {
+  const sess = new Session(machine, { inject, fullEvery: 0, coverage: null });
+  const gen = new StepGenerator(new Prng(seed), cfg, sess.m, sess.world);
+  const out: Step[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const st = gen.next();
+      out.push(st);
+      // The steps before the failing one passed the first time; the failing one may fail again here.
+      if (sess.apply(st) !== null) break;
+    }
+  } finally {
+    sess.close();
+  }
+  return out;
 }
 
 function progressOf(sess: Session | null, steps: number, total: number, ms: number, violations: number): FuzzProgress {
