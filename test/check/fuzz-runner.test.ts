@@ -9,7 +9,8 @@ import { Bug } from '../../src/arch/inject.js';
 import { ExecWorld, Outcome } from '../../src/check/fuzz/exec.js';
 import { fuzzMachine, StepGenerator } from '../../src/check/fuzz/generator.js';
 import { Prng } from '../../src/check/fuzz/prng.js';
-import { runFuzz } from '../../src/check/fuzz/runner.js';
+import { progressLine } from '../../src/check/fuzz/progress.js';
+import { runFuzz, type FuzzProgress } from '../../src/check/fuzz/runner.js';
 import { Session } from '../../src/check/fuzz/session.js';
 import { machineJson, stepJson } from '../../src/check/fuzz/step-json.js';
 import { parseScenario, type Step } from '../../src/check/scenario-schema.js';
@@ -108,5 +109,29 @@ t.test('executor: steps that lost their meaning are skipped, not run', async (t)
     t.equal(w.vms.size, 0);
   } finally {
     s.close();
+  }
+});
+
+t.test('progress: reported while running, drawn as one line with every field', async (t) => {
+  const seen: FuzzProgress[] = [];
+  runFuzz({ seed: 2, steps: 3000, outDir: null, onProgress: (p) => seen.push(p), progressEveryMs: 0 });
+  t.ok(seen.length >= 2, `${seen.length} progress reports`);
+  const mid = seen[0]!;
+  t.ok(mid.steps > 0 && mid.steps <= 3000 && mid.total === 3000);
+  t.ok(mid.pages.OWNED! > 0, 'pages by host state');
+  const line = progressLine(mid);
+  t.match(line, /^\r\[#*\.*\] \d+\/3000 steps {2}\d+ steps\/s {2}VMs \d+ {2}pages O \d+ SO \d+ SB \d+ NP \d+ {2}violations 0/);
+  t.equal(seen[seen.length - 1]!.steps, 3000, 'a final report');
+  // On the CLI the line goes to standard error only when asked (TTY or S2EMU_PROGRESS=1), never with --json.
+  const dir = mkdtempSync(join(tmpdir(), 's2emu-fuzz-'));
+  try {
+    const io = captureIo(dir, { S2EMU_PROGRESS: '1' });
+    t.equal(await runCli(['fuzz', '--seed', '2', '--steps', '300'], io), 0);
+    t.match(io.stderr, /\r\[[#.]+\] \d+\/300 steps/);
+    const quiet = captureIo(dir);
+    t.equal(await runCli(['fuzz', '--seed', '2', '--steps', '300'], quiet), 0);
+    t.equal(quiet.stderr, '');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -33,7 +33,7 @@ invariants and the isolation oracles after every step. The same seed always give
   --out DIR           where a reproducer is written (default ./fuzz-out)
   --no-shrink         write the failing sequence as found
   --full-every N      full invariant recomputation every N steps (default 5000, 0 never; incremental every step)
-A progress bar is drawn on standard error when it is a terminal.
+A progress bar is drawn on standard error when it is a terminal (S2EMU_PROGRESS=1 or 0 forces it on or off).
 Exit status: 0 no violation, 1 a violation (reproducer written) or missing coverage, 2 bad arguments.`;
 
 interface FuzzFlags {
@@ -104,7 +104,9 @@ export function runFuzzCommand(argv: readonly string[], io: CliIo): ExitCode {
     inject = b;
   }
   const wantCoverage = v.coverage === true || v['require-coverage'] === true;
-  const tty = (io as TtyIo).isTTY === true && v.json !== true;
+  // S2EMU_PROGRESS=1 / 0 forces the progress line on / off (e.g. under a terminal multiplexer that is not a TTY).
+  const force = io.env.S2EMU_PROGRESS;
+  const tty = v.json !== true && (force === '1' || (force !== '0' && (io as TtyIo).isTTY === true));
   if (!v.json) io.out(`s2emu fuzz: seed ${seed}, ${steps} steps, profile ${profile}, up to ${vms} VMs x ${vcpus} vCPUs${inject !== Bug.NONE ? `, injected bug ${inject}` : ''}\n`);
   const r = runFuzz({
     seed,
