@@ -771,11 +771,6 @@ export class Machine {
     return hp.freePages;
   }
 
-  /** The host tops up memcaches on faults (always, in the kernel); kept for symmetry with the knob table. */
-  setAutoTopup(on: boolean): boolean {
-    return on;
-  }
-
   // ---- Inspection ---------------------------------------------------------------------------------------------
 
   /** The states of the page at `pa` in each component, its pin and its owner. */

@@ -309,7 +309,6 @@ function runStep(m: Machine, st: Step, checks: Check[]): Record<string, unknown>
       const out: Record<string, unknown> = {};
       if (st.memlockLimit !== undefined) out.memlock_limit = m.setMemlockLimit(st.memlockLimit);
       if (st.hostAllocLimit !== undefined) out.host_alloc_limit = m.setHostAllocLimit(st.hostAllocLimit);
-      if (st.autoTopup !== undefined) out.auto_topup = m.setAutoTopup(st.autoTopup);
       if (st.checkInvariants !== undefined) out.check_invariants = st.checkInvariants;
       return out;
     }

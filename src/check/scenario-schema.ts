@@ -274,7 +274,6 @@ export const SCENARIO_SCHEMA: SchemaNode & { $schema: string; $id: string; title
         properties: {
           memlock_limit: { $ref: '#/$defs/size' },
           host_alloc_limit: { type: 'integer', minimum: 0 },
-          auto_topup: { type: 'boolean' },
           check_invariants: { type: 'boolean' },
         },
       },
@@ -419,7 +418,8 @@ export type Step = { readonly index: number; readonly comment?: string } & (
       readonly kind: 'set';
       readonly memlockLimit?: number;
       readonly hostAllocLimit?: number;
-      readonly autoTopup?: boolean;
+      /** Not part of the format (the host always tops up, as KVM does); `never` keeps older step builders compiling. */
+      readonly autoTopup?: never;
       readonly checkInvariants?: boolean;
     }
   | { readonly kind: 'check_invariants' }
@@ -715,7 +715,6 @@ function parseStep(ctx: Ctx, raw: Record<string, unknown>, i: number): Step | nu
         kind,
         ...(o.memlock_limit !== undefined ? { memlockLimit: num(ctx, o, 'memlock_limit', setPath, 0) } : {}),
         ...(o.host_alloc_limit !== undefined ? { hostAllocLimit: o.host_alloc_limit as number } : {}),
-        ...(o.auto_topup !== undefined ? { autoTopup: o.auto_topup as boolean } : {}),
         ...(o.check_invariants !== undefined ? { checkInvariants: o.check_invariants as boolean } : {}),
       };
     }
