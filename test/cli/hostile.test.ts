@@ -52,6 +52,8 @@ const RUN_CASES: Record<string, RegExp> = {
   'cpus-absurd': /\$\.machine\.cpus: expected a number ≤ 64, got 100000/,
   'cpus-wrong-type': /\$\.machine\.cpus: expected an integer/,
   'pa-bits-reserved': /\$\.machine\.pa_bits: expected one of 32, 36, 40, 42, 44, 48, got 39/,
+  // PARange 52 is a VTCR_EL2.PS encoding this machine (no FEAT_LPA) reserves.
+  'pa-bits-52-reserved': /\$\.machine\.pa_bits: expected one of 32, 36, 40, 42, 44, 48, got 52/,
   'profile-unknown': /\$\.machine: profile: expected one of pkvm-2022/,
   'hyp-pool-too-small': /\$\.machine: hyp_pool: expected at least \d+ pages/,
   'hyp-pool-outside-ram': /\$\.machine: hyp_pool: expected a page-aligned range inside one RAM region/,
@@ -117,6 +119,7 @@ const ARG_CASES: [string[], RegExp][] = [
   [['decode', '0x3', '--granule', '8k', '--level', '3'], /expected --granule 4k, 16k or 64k, got "8k"/],
   [['decode', '0x3', '--granule', '4k', '--level', '7'], /expected --level between 0 and 3 for 4k, got "7"/],
   [['walk', 'no-such.json', '--ipa', '0x0'], /no-such\.json: \$: expected a readable file/],
+  [['walk', resolve(import.meta.dirname, '../../fixtures/arch/fwb.json'), '--ipa', '0x0', '--case', 'nope'], /fwb\.json: \$: no case named "nope" \(cases: /],
 ];
 
 t.test('hostile scenario files: s2emu run exits 2 naming file, JSON path and what was expected', async (t) => {
