@@ -88,7 +88,7 @@ export class Coverage {
   private bbmSeen = 0;
 
   /** The precondition of an `hvc` step: the kernel name and the host state of its pfn argument. */
-  before(m: Machine, st: Extract<Step, { kind: 'hvc' }> | Step, w: ExecWorld): CovPre | null {
+  before(m: Machine, st: Step, w: ExecWorld): CovPre | null {
     if (st.kind !== 'hvc') return null;
     const id = m.resolveHcall(st.fn);
     if (id === null) return null;

@@ -11,7 +11,7 @@
  */
 
 import { PAGE_SIZE } from '../../arch/addr.js';
-import { GuestHcall, HOST_VCPU, KVM_HOST_SMCCC_BASE } from '../../arch/smccc.js';
+import { HOST_VCPU, KVM_HOST_SMCCC_BASE } from '../../arch/smccc.js';
 import type { Kvm } from '../../host/kvm.js';
 import type { Machine } from '../../system.js';
 import type { ArgSpec, ScenarioMachine, Step } from '../scenario-schema.js';
@@ -69,6 +69,7 @@ const MEM_HCALLS = [
 /** Hypercalls that take a handle first. */
 const HANDLE_HCALLS = ['__pkvm_teardown_vm', '__pkvm_vcpu_load', '__pkvm_init_vcpu'] as const;
 
+/** Guest services (`GuestHcall` names) the guest hypercall action uses. */
 const GUEST_FNS = ['MEM_SHARE', 'MEM_UNSHARE', 'HYP_MEMINFO'] as const;
 
 /** Kinds of action, with their weights (per mille-ish; zero-weight kinds are skipped). */
@@ -482,6 +483,3 @@ const UNSAFE_RAW = new Set<string>([
 function val(n: number): ArgSpec {
   return { kind: 'value', v: { lo: n >>> 0, hi: Math.floor(n / 2 ** 32) >>> 0 } };
 }
-
-/** The guest service ids the generator uses (documentation of the set; the executor resolves names). */
-export const GUEST_SERVICES: readonly (keyof typeof GuestHcall)[] = GUEST_FNS;
