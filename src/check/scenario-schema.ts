@@ -69,8 +69,30 @@ const okErrSchema: SchemaNode = {
   properties: { result: result3, errno: { $ref: '#/$defs/errno' } },
 };
 
+/** What each step kind does; also the `description` of its schema node (editors show it). */
+const STEP_DOC: Record<string, string> = {
+  hvc: 'a raw host hypercall: {"hvc": kernel name or raw id, "cpu", "args": [...], "expect": {"x0"…"x3"}}',
+  vm_create:
+    'a VM created as a VMM and KVM do (mmap at backing_pa, KVM_CREATE_VM/VCPU, memslot, __pkvm_init_vm, __pkvm_init_vcpu): {"vm_create": name, "memory", "ipa_base", "backing_pa", "vcpus", "protected", "expect": {"result", "errno", "handle"}}',
+  vm_destroy: 'a VM teardown (__pkvm_teardown_vm, then reclaim, unaccount and unpin every pinned page): {"vm_destroy": name, "expect"}',
+  vcpu_load: 'kvm_arch_vcpu_load (__pkvm_vcpu_load): {"vcpu_load": name, "vcpu", "cpu"}',
+  vcpu_put: 'kvm_arch_vcpu_put (__pkvm_vcpu_put) of the vCPU of that VM loaded on "cpu": {"vcpu_put": name, "cpu"}',
+  memcache_topup: 'topup_hyp_memcache of a vCPU to "pages" pages: {"memcache_topup": name, "vcpu", "pages"}',
+  guest_access:
+    'a 64-bit guest load/store/fetch under KVM_RUN (exits handled and retried), or with "handle": false the first exit reported: {"guest_access": name, "vcpu", "ipa", "access", "value", "expect": {"result", "esr_el2", "hpfar_el2", "errno", "value", "exits"}}',
+  handle_exit: 'the host handles the exit a "handle": false access reported (kvm_handle_guest_abort): {"handle_exit": name, "vcpu"}',
+  guest_hvc: 'a guest service call (HYP_MEMINFO, MEM_SHARE, MEM_UNSHARE or a raw id) under KVM_RUN: {"guest_hvc": name, "vcpu", "fn", "args", "expect": {"x0"…}}',
+  host_access: 'a host kernel 64-bit load/store through the host stage-2: {"host_access": PA, "cpu", "access", "value", "expect": {"result": "ok"|"abort", "value"}}',
+  host_event: 'a core-mm event on guest memory (munmap, NUMA balancing, compaction): {"host_event": kind, "vm", "ipa", "pages", "expect": {"migrated", "guest_mapped"}}',
+  expect_page: 'the views of one physical page: {"expect_page": PA, "host", "hyp", "guests": {name: state}, "pinned", "owner"}',
+  expect_vm: 'a VM\'s bookkeeping: {"expect_vm": name, "exists", "handle", "pinned_pages", "locked_pages", "mapped_pages"}',
+  set: 'machine knobs: {"set": {"memlock_limit", "host_alloc_limit", "check_invariants"}}',
+  check_invariants: 'an explicit ghost-state invariant check: {"check_invariants": true}',
+};
+
 function step(kind: string, kindSchema: SchemaNode, props: Record<string, SchemaNode>, required: string[] = []): SchemaNode {
   return {
+    description: STEP_DOC[kind],
     type: 'object',
     additionalProperties: false,
     required: [kind, ...required],
