@@ -46,12 +46,14 @@ const WHY: Record<FailureKind, string> = {
 export function reproducerScenario(inp: Omit<ReproducerInput, 'dir'>): { scenario: JsonObject; failure: Failure | null } {
   const sess = new Session(inp.machine, { inject: inp.inject, fullEvery: inp.fullEvery, coverage: null });
   const steps: JsonObject[] = [];
+  const rawMaps: number[] = [];
   let failure: Failure | null = null;
   try {
     for (let i = 0; i < inp.steps.length && failure === null; i++) {
       const st = inp.steps[i]!; // JUSTIFY: i < length.
       failure = sess.apply(st);
       if (!sess.out.valid) continue;
+      if (st.kind === 'hvc' && st.fn === '__pkvm_host_map_guest' && sess.out.x1lo === 0 && sess.out.x1hi === 0 && sess.out.x0lo === 0) rawMaps.push(steps.length);
       if (failure !== null) {
         steps.push(stepJson(st, failure.expect ?? observedExpect(st, sess.out)));
         steps.push(...failure.probes);
@@ -69,7 +71,12 @@ export function reproducerScenario(inp: Omit<ReproducerInput, 'dir'>): { scenari
   }
   if (failure === null || failure.at < 0) steps.push({ check_invariants: true });
   const name = `fuzz-seed-${inp.seed}${inp.inject !== Bug.NONE ? `-inject-${inp.inject}` : ''}`;
-  const description = explain(inp, failure);
+  let description = explain(inp, failure);
+  if (rawMaps.length > 0) {
+    description +=
+      ` Note: step${rawMaps.length > 1 ? 's' : ''} ${rawMaps.join(', ')} map${rawMaps.length > 1 ? '' : 's'} a page into a guest with a raw __pkvm_host_map_guest the host kernel never pinned, as a hostile host may;` +
+      ' s2emu run also reports the host-kernel rule "…which the host has not pinned" there, which the fuzzer does not count as an EL2 failure.';
+  }
   const scenario: JsonObject = { name, description, machine: machineJson(inp.machine), steps };
   return { scenario, failure };
 }
