@@ -212,6 +212,9 @@ interface VmRec {
   readonly mm: Mm;
   readonly hva: number;
   readonly handle: number;
+  /** PAs of the host `struct kvm` and `struct kvm_vcpu` pages (kept after teardown, for symbolic arguments). */
+  readonly kvmPa: number;
+  readonly vcpuPas: readonly number[];
   /** A stage-2 exit reported with `handle: false`, waiting for {@link Machine.handleExit}, per vCPU. */
   readonly pendingExit: (GuestAbortInfo | null)[];
   destroyed: boolean;
@@ -481,7 +484,17 @@ export class Machine {
     }
     this.vmCount++;
     if (this.onEvent !== null) kvm.trace = [];
-    this.vms.set(spec.name, { spec, kvm, mm, hva, handle: kvm.handle, pendingExit: new Array(spec.vcpus).fill(null), destroyed: false });
+    this.vms.set(spec.name, {
+      spec,
+      kvm,
+      mm,
+      hva,
+      handle: kvm.handle,
+      kvmPa: kvm.structPa,
+      vcpuPas: kvm.vcpus.map((v) => v.structPa),
+      pendingExit: new Array(spec.vcpus).fill(null),
+      destroyed: false,
+    });
     return { ret: 0, handle: kvm.handle };
   }
 
@@ -541,17 +554,16 @@ export class Machine {
     return this.rec(name).handle;
   }
 
-  /** PA of a VM's host `struct kvm` page. */
+  /** PA of a VM's host `struct kvm` page (where it was, once the VM is destroyed). */
   hostKvmPa(name: string): number {
-    return this.rec(name).kvm.structPa;
+    return this.rec(name).kvmPa;
   }
 
-  /** PA of a vCPU's host `struct kvm_vcpu` page. */
+  /** PA of a vCPU's host `struct kvm_vcpu` page (where it was, once the VM is destroyed). */
   hostVcpuPa(name: string, vcpu: number): number {
-    const r = this.rec(name);
-    const v = r.kvm.vcpus[vcpu];
-    assert(v !== undefined, `VM "${name}" has no vCPU ${vcpu}`);
-    return v.structPa;
+    const pa = this.rec(name).vcpuPas[vcpu];
+    assert(pa !== undefined, `VM "${name}" has no vCPU ${vcpu}`);
+    return pa;
   }
 
   /** Names of the live VMs. */

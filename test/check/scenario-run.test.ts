@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,4 +131,40 @@ t.test('s2emu run: exit statuses and output', async (t) => {
   t.equal(runRun(['--tlb', 'maybe', good], bad), ExitCode.BAD_INPUT);
   t.equal(runRun([], bad), ExitCode.BAD_INPUT);
   t.equal(runRun(['--bogus', good], bad), ExitCode.BAD_INPUT);
+});
+
+t.test('no schema-valid scenario makes the runner throw', async (t) => {
+  const hex = (max: number) => fc.integer({ min: 0, max }).map((n) => '0x' + n.toString(16));
+  const pa = fc.oneof(hex(0x7fff_ffff), fc.constantFrom('0x48000000', '0x4e000000', '0x4ffff000', '0x0')).map((s) => '0x' + (Number(s) - (Number(s) % 8)).toString(16));
+  const ipa = fc.integer({ min: 0, max: 0x40_0000 }).map((n) => '0x' + (n * 8).toString(16));
+  const vmName = fc.constantFrom('a', 'b');
+  const arg = fc.oneof(hex(0xffff_ffff), fc.constantFrom('handle:a', 'kvm_pfn:b', 'vcpu_pfn:a:0', 'pfn:0x48000000'));
+  const step = fc.oneof(
+    fc.record({ hvc: fc.constantFrom('__pkvm_host_share_hyp', '__pkvm_host_unshare_hyp', '__pkvm_host_reclaim_page', '__pkvm_host_map_guest', '__pkvm_teardown_vm', '__pkvm_vcpu_load', '__pkvm_vcpu_put', '__kvm_vcpu_run', '__pkvm_init_vm', '__pkvm_init_vcpu', '0xc6000123'), cpu: fc.integer({ min: 0, max: 1 }), args: fc.array(arg, { maxLength: 4 }) }),
+    fc.record({ guest_access: vmName, vcpu: fc.constant(0), ipa, access: fc.constantFrom('read', 'write', 'exec'), handle: fc.boolean() }),
+    fc.record({ handle_exit: vmName, vcpu: fc.constant(0) }),
+    fc.record({ guest_hvc: vmName, vcpu: fc.constant(0), fn: fc.constantFrom('MEM_SHARE', 'MEM_UNSHARE', 'HYP_MEMINFO', '0xc6000009'), args: fc.array(hex(0x40_0000), { maxLength: 3 }) }),
+    fc.record({ host_access: pa, cpu: fc.integer({ min: 0, max: 1 }), access: fc.constantFrom('read', 'write') }),
+    fc.record({ host_event: fc.constantFrom('munmap', 'numa_balance', 'compaction'), vm: vmName, ipa, pages: fc.integer({ min: 1, max: 4 }) }),
+    fc.record({ vcpu_load: vmName, vcpu: fc.constant(0), cpu: fc.integer({ min: 0, max: 1 }) }),
+    fc.record({ vcpu_put: vmName, cpu: fc.integer({ min: 0, max: 1 }) }),
+    fc.record({ memcache_topup: vmName, vcpu: fc.constant(0), pages: fc.integer({ min: 0, max: 8 }) }),
+    fc.record({ vm_destroy: vmName }),
+    fc.record({ expect_page: pa, host: fc.constant('OWNED') }),
+    fc.record({ set: fc.record({ memlock_limit: fc.constantFrom('4K', '1M'), host_alloc_limit: fc.integer({ min: 0, max: 64 }) }) }),
+  );
+  const creates = fc.tuple(fc.boolean(), fc.boolean(), fc.constantFrom('0x48000000', '0x4ff00000', '0x10000000')).map(([pa, pb, backing]) => [
+    { vm_create: 'a', memory: '1M', ipa_base: '0x0', backing_pa: backing, vcpus: 1, protected: pa, expect: { result: backing === '0x48000000' ? 'ok' : 'error' } },
+    { vm_create: 'b', memory: '64K', ipa_base: '0x100000', backing_pa: '0x48800000', vcpus: 1, protected: pb },
+  ]);
+  fc.assert(
+    fc.property(creates, fc.array(step, { maxLength: 12 }), (vms, steps) => {
+      const r = parseScenario(JSON.stringify({ machine, steps: [...vms, ...steps] }), 'fuzz.json');
+      if (!r.ok) return true; // refused at the edge, with messages: fine
+      const rep = runScenario(r.scenario, { tlb: steps.length % 2 === 0 });
+      return rep.steps.length === r.scenario.steps.length || rep.inputErrors.length > 0;
+    }),
+    { numRuns: 40 },
+  );
+  t.pass();
 });
