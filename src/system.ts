@@ -596,6 +596,10 @@ export class Machine {
    * With `handle` (default) the vCPU runs under `KVM_RUN` (`kvm_arch_vcpu_ioctl_run()`): each stage-2 exit goes to
    * the host's `kvm_handle_guest_abort()` → `pkvm_mem_abort()` and the access is retried. With `handle: false` the
    * vCPU runs once at EL2 and the first exit is reported (and kept for {@link Machine.handleExit}).
+   *
+   * As on hardware, an access whose `KVM_RUN` fails (say -ENOMEM) or whose exit is only reported stays the vCPU's
+   * next instruction: the following run executes it first. Stops the harness cannot complete for the guest (MMIO,
+   * an injected exception, a livelock) drop the queued accesses instead.
    */
   guestAccess(
     name: string,
@@ -617,7 +621,7 @@ export class Machine {
       queued = gv.queueStore(ipa, 8, 0);
     } else queued = gv.queueFetch(ipa);
     assert(queued, `guestAccess: IPA 0x${ipa.toString(16)} is not an aligned address`);
-    if (opts.handle === false) return this.runOnce(r, v, cpu, gv.regs.lo(0), gv.regs.hi(0));
+    if (opts.handle === false) return this.runOnce(r, v, cpu);
     const aborts = r.kvm.stats.guestAborts;
     const run = this.kvmRun;
     const ret = kvmArchVcpuIoctlRun(v, cpu, run);
@@ -637,7 +641,7 @@ export class Machine {
   }
 
   /** Runs a vCPU once at EL2 (load, `__kvm_vcpu_run`, put) and reports the exit without handling it. */
-  private runOnce(r: VmRec, v: KvmVcpu, cpu: number, _lo: number, _hi: number): GuestAccessResult {
+  private runOnce(r: VmRec, v: KvmVcpu, cpu: number): GuestAccessResult {
     const wasLoaded = v.loadedOn;
     if (wasLoaded < 0) v.load(cpu);
     const code = this.host.hyp.call(v.loadedOn, '__kvm_vcpu_run', v.structPa);
