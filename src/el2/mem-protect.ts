@@ -82,6 +82,7 @@ function checkPageStateVisitor(ctx: VisitCtx<CheckData>): number {
   return s === d.desired ? 0 : Err.EPERM;
 }
 
+const checkLeaf = newLeafOut();
 const checkData: CheckData = { hyp: null, desired: PageState.OWNED, decoder: Decoder.HOST };
 const checkWalker: Walker<CheckData> = { cb: checkPageStateVisitor, arg: checkData, flags: WalkFlags.LEAF };
 
@@ -91,6 +92,15 @@ const checkWalker: Walker<CheckData> = { cb: checkPageStateVisitor, arg: checkDa
  */
 function checkPageStateRange(hyp: Hyp, pgt: KvmPgtable, addr: number, size: number, desired: PageState, dec: Decoder): Ret {
   if (!Number.isSafeInteger(addr) || addr < 0) return Err.ERANGE;
+  if (size === PAGE_SIZE && pgt.granule === '4k') {
+    // One page: the walk visits exactly the leaf covering it, with the cursor at the page's start.
+    const ret = kvmPgtableGetLeaf(pgt, addr, checkLeaf);
+    if (ret !== 0) return ret;
+    const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE; // exact: addr is a non-negative safe integer
+    const s =
+      dec === Decoder.HOST ? hostPteState(hyp, checkLeaf.lo, checkLeaf.hi, start) : mappedPteState(checkLeaf.lo, checkLeaf.hi);
+    return s === desired ? 0 : Err.EPERM;
+  }
   checkData.hyp = hyp;
   checkData.desired = desired;
   checkData.decoder = dec;

@@ -23,6 +23,7 @@ import {
   kvmPteTable,
   kvmPteToPhys,
   kvmPteValid,
+  modPow2,
   pgtPageSize,
 } from './pte.js';
 import { kvmInitValidLeafPte, type Halves } from './stage2.js';
@@ -134,8 +135,8 @@ function hypBlockMappingSupported(ctx: VisitCtx<HypMapData>, phys: number): bool
   const granule = kvmGranuleSize(ctx.granule, ctx.level);
   if (!kvmLevelSupportsBlockMapping(ctx.granule, ctx.level)) return false;
   if (granule > ctx.end - ctx.addr) return false;
-  if (phys % granule !== 0) return false;
-  return ctx.addr % granule === 0;
+  if (modPow2(phys, granule) !== 0) return false;
+  return modPow2(ctx.addr, granule) === 0;
 }
 
 /**

@@ -44,6 +44,7 @@ import {
   kvmPteTable,
   kvmPteToPhys,
   kvmPteValid,
+  modPow2,
   pgtPageSize,
 } from './pte.js';
 import { kvmTlbFlushVmidIpa, kvmTlbFlushVmidIpaNsh, kvmTlbFlushVmidRange, TLBI_TTL_UNKNOWN } from './tlb-ops.js';
@@ -63,7 +64,7 @@ import {
   type WalkVisit,
   type WarnSink,
 } from './types.js';
-import { kvmPgdPages, kvmPgtableWalk, kvmPgtableWalkUnlinked, type VisitCtx, type Walker } from './walk.js';
+import { kvmPgdPages, kvmPgtableWalk, kvmPgtableWalkUnlinked, type VisitCtx, type VisitorFn, type Walker } from './walk.js';
 
 /** `MT_S2_NORMAL` (arch/arm64/include/asm/memory.h): Normal, outer and inner Write-Back. */
 export const MT_S2_NORMAL = 0xf;
@@ -382,16 +383,75 @@ function stage2MakePte(ctx: VisitCtx<unknown>, pgt: KvmPgtable, newLo: number, n
 
 /** `struct stage2_map_data`. */
 interface Stage2MapData {
-  readonly pgt: KvmPgtable;
-  readonly phys: number;
-  readonly attrLo: number;
-  readonly attrHi: number;
-  readonly ownerId: number;
-  readonly memcache: Memcache;
-  readonly forcePte: boolean;
-  readonly annotation: boolean;
+  pgt: KvmPgtable;
+  phys: number;
+  attrLo: number;
+  attrHi: number;
+  ownerId: number;
+  memcache: Memcache;
+  forcePte: boolean;
+  annotation: boolean;
   /** Scratch for the new descriptor. */
   readonly nu: Halves;
+}
+
+/** A map request's data and walker, reused across calls (see {@link takeMapWalk}). */
+interface MapWalk {
+  readonly data: Stage2MapData;
+  readonly walker: { cb: VisitorFn<Stage2MapData>; arg: Stage2MapData; flags: number };
+  busy: boolean;
+}
+
+function newMapWalk(): MapWalk {
+  const data: Stage2MapData = {
+    pgt: null as unknown as KvmPgtable, // JUSTIFY: set by takeMapWalk before any use.
+    phys: 0,
+    attrLo: 0,
+    attrHi: 0,
+    ownerId: 0,
+    memcache: null,
+    forcePte: false,
+    annotation: false,
+    nu: { lo: 0, hi: 0 },
+  };
+  return { data, walker: { cb: stage2MapWalker, arg: data, flags: 0 }, busy: false };
+}
+
+/** The shared map walk; a map started while it is in use (from an allocator callback) gets a fresh one. */
+const sharedMapWalk = newMapWalk();
+
+/** Fills a map walk for one `stage2Map`/`stage2SetOwner` call; release it with `mw.busy = false`. */
+function takeMapWalk(
+  pgt: KvmPgtable,
+  phys: number,
+  attrLo: number,
+  attrHi: number,
+  ownerId: number,
+  mc: Memcache,
+  forcePte: boolean,
+  annotation: boolean,
+  flags: number,
+): MapWalk {
+  const mw = sharedMapWalk.busy ? newMapWalk() : sharedMapWalk;
+  mw.busy = true;
+  const d = mw.data;
+  d.pgt = pgt;
+  d.phys = phys;
+  d.attrLo = attrLo;
+  d.attrHi = attrHi;
+  d.ownerId = ownerId;
+  d.memcache = mc;
+  d.forcePte = forcePte;
+  d.annotation = annotation;
+  mw.walker.flags = flags;
+  return mw;
+}
+
+/** Ends a map walk: drops its references so the shared one retains nothing. */
+function releaseMapWalk(mw: MapWalk): void {
+  mw.data.pgt = null as unknown as KvmPgtable; // JUSTIFY: idle; set again before any use.
+  mw.data.memcache = null;
+  mw.busy = false;
 }
 
 /** `stage2_map_walker_phys_addr()`: the PA for the cursor, phys + (addr − start). */
@@ -404,8 +464,8 @@ function kvmBlockMappingSupported(ctx: VisitCtx<unknown>, phys: number): boolean
   const granule = kvmGranuleSize(ctx.granule, ctx.level);
   if (!kvmLevelSupportsBlockMapping(ctx.granule, ctx.level)) return false;
   if (granule > ctx.end - ctx.addr) return false;
-  if (phys % granule !== 0) return false;
-  return ctx.addr % granule === 0;
+  if (modPow2(phys, granule) !== 0) return false;
+  return modPow2(ctx.addr, granule) === 0;
 }
 
 /** `stage2_leaf_mapping_allowed()`. */
@@ -553,23 +613,14 @@ export function stage2Map(
   }
   const ret = stage2SetProtAttr(pgt, protLo, protHi, attrScratch);
   if (ret !== 0) return ret;
-  const data: Stage2MapData = {
-    pgt,
-    phys: alignDownPow2(phys, pgtPageSize(pgt.granule)),
-    attrLo: attrScratch.lo,
-    attrHi: attrScratch.hi,
-    ownerId: 0,
-    memcache: mc,
-    forcePte,
-    annotation: false,
-    nu: { lo: 0, hi: 0 },
-  };
-  const walker: Walker<Stage2MapData> = {
-    cb: stage2MapWalker,
-    arg: data,
-    flags: flags | WalkFlags.TABLE_PRE | WalkFlags.LEAF,
-  };
-  const r = kvmPgtableWalk(pgt, addr, size, walker);
+  const phys0 = alignDownPow2(phys, pgtPageSize(pgt.granule));
+  const mw = takeMapWalk(pgt, phys0, attrScratch.lo, attrScratch.hi, 0, mc, forcePte, false, flags | WalkFlags.TABLE_PRE | WalkFlags.LEAF);
+  let r: number;
+  try {
+    r = kvmPgtableWalk(pgt, addr, size, mw.walker);
+  } finally {
+    releaseMapWalk(mw);
+  }
   mmu.tlb.dsb(); // dsb(ishst)
   return r as Ret; // JUSTIFY: the map visitor returns only 0 or a negated errno.
 }
@@ -587,23 +638,12 @@ export function stage2Map(
 export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: Memcache, ownerId: number): Ret {
   mmuOf(pgt);
   if (!Number.isInteger(ownerId) || ownerId < 0 || ownerId > KVM_MAX_OWNER_ID) return Err.EINVAL;
-  const data: Stage2MapData = {
-    pgt,
-    phys: 0,
-    attrLo: 0,
-    attrHi: 0,
-    ownerId,
-    memcache: mc,
-    forcePte: true,
-    annotation: true,
-    nu: { lo: 0, hi: 0 },
-  };
-  const walker: Walker<Stage2MapData> = {
-    cb: stage2MapWalker,
-    arg: data,
-    flags: WalkFlags.TABLE_PRE | WalkFlags.LEAF,
-  };
-  return kvmPgtableWalk(pgt, addr, size, walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.
+  const mw = takeMapWalk(pgt, 0, 0, 0, ownerId, mc, true, true, WalkFlags.TABLE_PRE | WalkFlags.LEAF);
+  try {
+    return kvmPgtableWalk(pgt, addr, size, mw.walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.
+  } finally {
+    releaseMapWalk(mw);
+  }
 }
 
 /** `stage2_unmap_put_pte()`: clears a valid entry with TLBI (no deferral without FEAT_TLBIRANGE), drops its ref. */

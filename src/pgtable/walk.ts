@@ -19,7 +19,7 @@ import { granuleShift } from '../arch/granule.js';
 import { Err, type Ret } from '../arch/errno.js';
 import type { PhysMem, U64 } from '../mem/phys-mem.js';
 import type { PgtMmOps } from './mm-ops.js';
-import { alignDownPow2, kvmPteTable, kvmPteToPhys, pgtPageSize, ptrsPerPte } from './pte.js';
+import { alignDownPow2, kvmPteTable, kvmPteToPhys, modPow2, POW2 } from './pte.js';
 import { KVM_PGTABLE_LAST_LEVEL, WalkFlags, type KvmPgtable, type LeafOut, type WalkVisit } from './types.js';
 import type { Granule } from '../arch/granule.js';
 
@@ -67,14 +67,80 @@ export interface Walker<T> {
   readonly flags: number;
 }
 
-/** Walk cursor (`struct kvm_pgtable_walk_data`): `addr` moves, `start`/`end` are fixed. */
-interface WalkData {
-  addr: number;
-  end: number;
+/**
+ * One walk's state: the visitor context (`struct kvm_pgtable_visit_ctx`) and the cursor (`struct
+ * kvm_pgtable_walk_data`: `cursor` moves, `cursorEnd` is fixed), with the granule shift `g` and bits per level `s`
+ * decoded once per walk. Instances are pooled by nesting depth (a visitor may start another walk), so a walk
+ * allocates nothing.
+ */
+class WalkState implements VisitCtx<unknown> {
+  arg: unknown = null;
+  ptep = 0;
+  oldLo = 0;
+  oldHi = 0;
+  start = 0;
+  addr = 0;
+  end = 0;
+  level = 0;
+  flags = 0;
+  mmOps: PgtMmOps = NO_MM_OPS;
+  mem: PhysMem = NO_MEM;
+  granule: Granule = '4k';
+  cursor = 0;
+  cursorEnd = 0;
+  g = 12;
+  s = 9;
+}
+
+/** Placeholder references held by idle pooled states (never called: set before each walk). */
+const NO_MM_OPS = null as unknown as PgtMmOps;
+const NO_MEM = null as unknown as PhysMem;
+
+/** Walk states by nesting depth; `walkDepth` is the number in use. */
+const walkPool: WalkState[] = [];
+let walkDepth = 0;
+
+/** Takes the walk state for the current nesting depth and fills its fixed fields. */
+function acquireWalk(pgt: KvmPgtable, arg: unknown, flags: number, start: number, end: number, level: number, g: number): WalkState {
+  let st = walkPool[walkDepth];
+  if (st === undefined) {
+    st = new WalkState();
+    walkPool.push(st);
+  }
+  walkDepth++;
+  st.arg = arg;
+  st.ptep = 0;
+  st.oldLo = 0;
+  st.oldHi = 0;
+  st.start = start;
+  st.addr = start;
+  st.end = end;
+  st.level = level;
+  st.flags = flags;
+  st.mmOps = pgt.mmOps;
+  st.mem = pgt.mem;
+  st.granule = pgt.granule;
+  st.cursor = start;
+  st.cursorEnd = end;
+  st.g = g;
+  st.s = g - 3;
+  return st;
+}
+
+/** Returns the walk state taken by {@link acquireWalk} (drops the argument so the pool retains nothing). */
+function releaseWalk(st: WalkState): void {
+  st.arg = null;
+  walkDepth--;
 }
 
 /** Scratch for descriptor reads; values are copied to locals at once, so nested walks may reuse it. */
 const scratch: U64 = { lo: 0, hi: 0 };
+
+/** 2^n: the table for integers 0..64, `**` otherwise (an out-of-range `ia_bits` keeps its old meaning). */
+function pow2(n: number): number {
+  const v = POW2[n];
+  return v !== undefined ? v : 2 ** n;
+}
 
 /** `kvm_pgtable_walk_continue()`: -EAGAIN is ignored unless the walk handles a fault. */
 function walkContinue(flags: number, r: number): boolean {
@@ -83,11 +149,13 @@ function walkContinue(flags: number, r: number): boolean {
 }
 
 /** `__kvm_pgtable_visit()`. */
-function visit<T>(walker: Walker<T>, ctx: VisitCtx<T>, data: WalkData, ptep: number, level: number): number {
+function visit<T>(walker: Walker<T>, st: WalkState, ptep: number, level: number): number {
+  // JUSTIFY: the state was filled from this walker's argument; visitors only see the VisitCtx<T> view.
+  const ctx = st as unknown as VisitCtx<T>;
   const flags = walker.flags;
   const mem = ctx.mem;
   mem.read64(ptep, scratch);
-  const addr = data.addr;
+  const addr = st.cursor;
   ctx.ptep = ptep;
   ctx.oldLo = scratch.lo;
   ctx.oldHi = scratch.hi;
@@ -119,12 +187,12 @@ function visit<T>(walker: Walker<T>, ctx: VisitCtx<T>, data: WalkData, ptep: num
   if (!walkContinue(flags, ret)) return ret;
 
   if (!table) {
-    const size = 2 ** (granuleShift(ctx.granule) + (3 - level) * (granuleShift(ctx.granule) - 3));
-    data.addr = alignDownPow2(data.addr, size) + size;
+    const size = POW2[st.g + (3 - level) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
+    st.cursor = alignDownPow2(st.cursor, size) + size;
     return 0;
   }
 
-  ret = walkTable(walker, ctx, data, kvmPteToPhys(oldLo, oldHi, ctx.granule), level + 1);
+  ret = walkTable(walker, st, kvmPteToPhys(oldLo, oldHi, ctx.granule), level + 1);
   if (!walkContinue(flags, ret)) return ret;
 
   if ((flags & WalkFlags.TABLE_POST) !== 0) {
@@ -140,15 +208,14 @@ function visit<T>(walker: Walker<T>, ctx: VisitCtx<T>, data: WalkData, ptep: num
 }
 
 /** `__kvm_pgtable_walk()`: the entries of one table page from the cursor's index on. */
-function walkTable<T>(walker: Walker<T>, ctx: VisitCtx<T>, data: WalkData, tablePa: number, level: number): number {
+function walkTable<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: number): number {
   if (level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
-  const g = granuleShift(ctx.granule);
-  const entries = ptrsPerPte(ctx.granule);
-  const span = 2 ** (g + (3 - level) * (g - 3));
+  const entries = POW2[st.s]!; // JUSTIFY: 9, 11 or 13.
+  const span = POW2[st.g + (3 - level) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
   let ret = 0;
-  for (let idx = Math.floor(data.addr / span) % entries; idx < entries; ++idx) {
-    if (data.addr >= data.end) break;
-    ret = visit(walker, ctx, data, tablePa + idx * 8, level);
+  for (let idx = modPow2(Math.floor(st.cursor / span), entries); idx < entries; ++idx) {
+    if (st.cursor >= st.cursorEnd) break;
+    ret = visit(walker, st, tablePa + idx * 8, level);
     if (ret !== 0) break;
   }
   return ret;
@@ -157,8 +224,8 @@ function walkTable<T>(walker: Walker<T>, ctx: VisitCtx<T>, data: WalkData, table
 /** `kvm_pgd_page_idx()`: which page of a concatenated pgd covers `addr`. */
 export function kvmPgdPageIdx(pgt: KvmPgtable, addr: number): number {
   const shift = granuleShift(pgt.granule) + (3 - (pgt.startLevel - 1)) * (granuleShift(pgt.granule) - 3);
-  const masked = addr % 2 ** pgt.iaBits;
-  return shift >= 53 ? 0 : Math.floor(masked / 2 ** shift);
+  const masked = modPow2(addr, pow2(pgt.iaBits));
+  return shift >= 53 ? 0 : Math.floor(masked / pow2(shift));
 }
 
 /**
@@ -185,33 +252,24 @@ export function kvmPgdPages(granule: Granule, iaBits: number, startLevel: number
 export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
   // kvm_pgtable_walk_begin(), nVHE flavour: no RCU at EL2, so shared walks are refused.
   if ((walker.flags & WalkFlags.SHARED) !== 0) return Err.EPERM;
-  const page = pgtPageSize(pgt.granule);
+  const g = granuleShift(pgt.granule);
+  const page = POW2[g]!; // JUSTIFY: 12, 14 or 16.
   const start = alignDownPow2(addr, page);
   const endRaw = start + size;
-  const end = endRaw % page === 0 ? endRaw : alignDownPow2(endRaw, page) + page;
-  const limit = 2 ** pgt.iaBits;
+  const end = modPow2(endRaw, page) === 0 ? endRaw : alignDownPow2(endRaw, page) + page;
+  const limit = pow2(pgt.iaBits);
   if (start > limit || end > limit) return Err.ERANGE;
   if (pgt.pgd < 0) return Err.EINVAL;
 
-  const ctx: VisitCtx<T> = {
-    arg: walker.arg,
-    ptep: 0,
-    oldLo: 0,
-    oldHi: 0,
-    start,
-    addr: start,
-    end,
-    level: pgt.startLevel,
-    flags: walker.flags,
-    mmOps: pgt.mmOps,
-    mem: pgt.mem,
-    granule: pgt.granule,
-  };
-  const data: WalkData = { addr: start, end };
+  const st = acquireWalk(pgt, walker.arg, walker.flags, start, end, pgt.startLevel, g);
   let ret = 0;
-  for (let idx = kvmPgdPageIdx(pgt, start); data.addr < data.end; ++idx) {
-    ret = walkTable(walker, ctx, data, pgt.pgd + idx * page, pgt.startLevel);
-    if (ret !== 0) break;
+  try {
+    for (let idx = kvmPgdPageIdx(pgt, start); st.cursor < st.cursorEnd; ++idx) {
+      ret = walkTable(walker, st, pgt.pgd + idx * page, pgt.startLevel);
+      if (ret !== 0) break;
+    }
+  } finally {
+    releaseWalk(st);
   }
   return ret;
 }
@@ -230,22 +288,59 @@ export function kvmPgtableWalkUnlinked<T>(
 ): number {
   const g = granuleShift(pgt.granule);
   const end = 2 ** (g + (3 - (level - 1)) * (g - 3));
-  const ctx: VisitCtx<T> = {
-    arg: walker.arg,
-    ptep: 0,
-    oldLo: 0,
-    oldHi: 0,
-    start: 0,
-    addr: 0,
-    end,
-    level,
-    flags: walker.flags,
-    mmOps: pgt.mmOps,
-    mem: pgt.mem,
-    granule: pgt.granule,
-  };
-  const data: WalkData = { addr: 0, end };
-  return walkTable(walker, ctx, data, tablePa, level);
+  const st = acquireWalk(pgt, walker.arg, walker.flags, 0, end, level, g);
+  try {
+    return walkTable(walker, st, tablePa, level);
+  } finally {
+    releaseWalk(st);
+  }
+}
+
+/**
+ * Finds the leaf entry (valid or not) covering `addr` and the level it sits at: an empty level-1 entry reports
+ * level 1, a 2 MiB block level 2, and so on.
+ *
+ * The kernel runs a one-page `kvm_pgtable_walk()` with a LEAF visitor that records the entry; that walk visits
+ * exactly the entries on the path to the leaf covering the page, so this descends that path directly (same reads,
+ * same result, same errors) instead of going through the generic walker.
+ *
+ * @param pgt the table.
+ * @param addr input address.
+ * @param out receives the PTE halves and level on success (untouched on failure).
+ * @returns 0; -ERANGE past ia_bits; -EINVAL without a pgd.
+ * @remarks Mirrors `kvm_pgtable_get_leaf()` (arch/arm64/kvm/hyp/pgtable.c).
+ */
+export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
+  const g = granuleShift(pgt.granule);
+  const page = POW2[g]!; // JUSTIFY: 12, 14 or 16.
+  const start = alignDownPow2(addr, page);
+  const limit = pow2(pgt.iaBits);
+  // [start, start + page): the range checks of kvm_pgtable_walk() for it (a negative address, which only a
+  // caller's bug produces, keeps the generic walk's rounding).
+  if (!(start >= 0)) return getLeafByWalk(pgt, start, page, out);
+  if (start > limit || start + page > limit) return Err.ERANGE;
+  if (pgt.pgd < 0) return Err.EINVAL;
+  const s = g - 3;
+  const entries = POW2[s]!; // JUSTIFY: 9, 11 or 13.
+  const mem = pgt.mem;
+  let level = pgt.startLevel;
+  let tablePa = pgt.pgd + kvmPgdPageIdx(pgt, start) * page;
+  for (;;) {
+    if (level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
+    const span = POW2[g + (3 - level) * s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
+    const ptep = tablePa + modPow2(Math.floor(start / span), entries) * 8;
+    mem.read64(ptep, scratch);
+    const lo = scratch.lo;
+    const hi = scratch.hi;
+    if (!kvmPteTable(lo, level)) {
+      out.lo = lo;
+      out.hi = hi;
+      out.level = level;
+      return 0;
+    }
+    tablePa = kvmPteToPhys(lo, hi, pgt.granule);
+    level++;
+  }
 }
 
 /** `struct leaf_walk_data`. */
@@ -267,23 +362,13 @@ function leafWalker(ctx: VisitCtx<LeafWalkData>): number {
 const leafData: LeafWalkData = { lo: 0, hi: 0, level: 0 };
 const leafWalkerObj: Walker<LeafWalkData> = { cb: leafWalker, arg: leafData, flags: WalkFlags.LEAF };
 
-/**
- * Finds the leaf entry (valid or not) covering `addr` and the level it sits at: an empty level-1 entry reports
- * level 1, a 2 MiB block level 2, and so on.
- *
- * @param pgt the table.
- * @param addr input address.
- * @param out receives the PTE halves and level on success (untouched on failure).
- * @returns 0; -ERANGE past ia_bits; -EINVAL without a pgd.
- * @remarks Mirrors `kvm_pgtable_get_leaf()` (arch/arm64/kvm/hyp/pgtable.c).
- */
-export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
-  const page = pgtPageSize(pgt.granule);
+/** `kvm_pgtable_get_leaf()` through the generic walk, for addresses the direct descent does not take. */
+function getLeafByWalk(pgt: KvmPgtable, start: number, page: number, out: LeafOut): Ret {
   leafData.lo = 0;
   leafData.hi = 0;
   leafData.level = 0;
   // JUSTIFY: the leaf visitor returns 0, so only the walk's own errors remain.
-  const ret = kvmPgtableWalk(pgt, alignDownPow2(addr, page), page, leafWalkerObj) as Ret;
+  const ret = kvmPgtableWalk(pgt, start, page, leafWalkerObj) as Ret;
   if (ret === 0) {
     out.lo = leafData.lo;
     out.hi = leafData.hi;
