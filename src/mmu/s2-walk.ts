@@ -14,7 +14,7 @@
  */
 
 import { TWO_32 } from '../arch/bits.js';
-import { S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI } from '../arch/desc.js';
+import { OA_47_32_HI, S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI } from '../arch/desc.js';
 import {
   s2DescAddr,
   s2DescCont,
@@ -232,6 +232,7 @@ export function s2Walk(
 
   const fmt: OaFormat = cfg.oaFormat;
   const oasSize = cfg.oasSize;
+  const gShift = cfg.gShift;
   const levelShift = cfg.levelShift;
   const levelIndexMask = cfg.levelIndexMask;
   // The IPA as halves, so that indices and offsets come from int32 operations (no float division or fmod).
@@ -255,7 +256,10 @@ export function s2Walk(
     if (trace !== null) trace.push(level, descPa, lo, hi);
     if ((lo & 1) === 0) return failNoLeaf(out, FaultType.TRANSLATION, level, ipa, flags, descPa, lo, hi);
     if ((lo & 2) !== 0 && level < 3) {
-      const nlta = s2DescAddr(lo, hi, cfg.gShift, fmt);
+      // NLTA: with the 48-bit format, OA[47:32] = desc[47:32] and OA[31:G] = desc[31:G] (G ≤ 16), as s2DescAddr
+      // computes it, without its call and format branches.
+      const nlta =
+        fmt === OaFormat.OA48 ? (hi & OA_47_32_HI) * TWO_32 + (((lo >>> gShift) << gShift) >>> 0) : s2DescAddr(lo, hi, gShift, fmt);
       if (nlta >= oasSize) return failNoLeaf(out, FaultType.ADDRESS_SIZE, level, ipa, flags, descPa, lo, hi);
       table = nlta;
       level++;
@@ -267,11 +271,17 @@ export function s2Walk(
 
     // Leaf (block or page). IPA[sh − 1 : 0] is the offset within it.
     const offset = sh >= 32 ? (ipaHi & ((1 << (sh - 32)) - 1)) * TWO_32 + ipaLo : (ipaLo & ((1 << sh) - 1)) >>> 0;
-    const pa = s2DescAddr(lo, hi, sh, fmt) + offset;
+    const pa =
+      fmt === OaFormat.OA48 && sh < 32
+        ? (hi & OA_47_32_HI) * TWO_32 + ((((lo >>> sh) << sh) >>> 0) + offset)
+        : s2DescAddr(lo, hi, sh, fmt) + offset;
     fillLeaf(out, cfg, ipa, flags, level, sh, descPa, lo, hi, pa);
     if (pa >= oasSize) return failLeaf(out, FaultType.ADDRESS_SIZE, level);
     if ((lo & S2_AF_LO) === 0 && !cfg.ha) return failLeaf(out, FaultType.ACCESS_FLAG, level);
-    if (s2PermFault(cfg, lo, hi, access, flags)) return failLeaf(out, FaultType.PERMISSION, level);
+    // A plain read needs S2AP[0] only (the first case of s2PermFault, whose other condition needs S1PTW).
+    const denied =
+      access === AccessKind.READ && (flags & WalkFlag.S1PTW) === 0 ? (lo & S2AP_R_LO) === 0 : s2PermFault(cfg, lo, hi, access, flags);
+    if (denied) return failLeaf(out, FaultType.PERMISSION, level);
 
     // Hardware updates (FEAT_HAFDBS), only for an access that does not fault.
     if (cfg.ha || cfg.hd) {
