@@ -17,7 +17,8 @@
  * - host owner annotations agree with the owner (HYP → hyp OWNED, GUEST → a guest OWNED or pending reclaim);
  * - no guest maps a hyp-owned page, and no page is mapped by two guests;
  * - every guest leaf is backed by a page the host has pinned;
- * - every table page's `hyp_page.refcount` is 1 + its counted (non-zero) entries (pkvm.md §7.6);
+ * - every table page's `hyp_page.refcount` is 1 + its counted (non-zero) entries (pkvm.md §7.6), and any other
+ *   referenced page is hyp-owned (an allocation) or shared host → hyp (a `hyp_pin_shared_mem` pin, pkvm.md §2.2);
  * - memcache pages are hyp-owned;
  * - no hypervisor warnings and no break-before-make violations.
  */
@@ -191,8 +192,10 @@ export function checkInvariants(v: InvariantView, maxViolations = 50): Invariant
     return g;
   };
   const vm = v.vmemmap;
+  const tablePfns = new Set<number>();
   const checkRefcount = (what: string) => (pa: number, counted: number): void => {
     const pfn = Math.floor(pa / PAGE_SIZE);
+    tablePfns.add(pfn);
     if (!vm.has(pfn)) {
       push(`${what}: table page ${hex(pa)} is outside hyp_vmemmap`);
       return;
@@ -258,9 +261,18 @@ export function checkInvariants(v: InvariantView, maxViolations = 50): Invariant
     );
   }
 
-  // Pages with reclaim flags: interesting whatever their tables say.
+  // Pages with reclaim flags, and referenced pages that are not table pages (pool allocations, pins of shared
+  // pages): interesting whatever their tables say.
   const flags = vm.flags;
-  for (let i = 0; i < flags.length; i++) if (flags[i] !== 0) ghost(vm.basePfn + i);
+  const rc = vm.refcount;
+  const referenced = new Set<number>();
+  for (let i = 0; i < flags.length; i++) {
+    if (flags[i] !== 0) ghost(vm.basePfn + i);
+    if (rc[i] !== 0 && !tablePfns.has(vm.basePfn + i)) {
+      referenced.add(vm.basePfn + i);
+      ghost(vm.basePfn + i);
+    }
+  }
 
   // Memcache pages: make them interesting so their ownership is checked.
   const mcPages = new Set<number>();
@@ -278,6 +290,10 @@ export function checkInvariants(v: InvariantView, maxViolations = 50): Invariant
       g.hostOwner = h.owner;
     }
     checkPage(pa, g, vm, mcPages.has(pfn), push);
+    // A reference outside the tables is a hyp allocation or a pin (hyp_pin_shared_mem) of a page shared with EL2.
+    if (referenced.has(pfn) && g.hyp !== PageState.OWNED && !(g.host === PageState.SHARED_OWNED && g.hyp === PageState.SHARED_BORROWED)) {
+      push(`page ${hex(pa)}: hyp_page refcount ${rc[pfn - vm.basePfn]} on a page neither hyp-owned nor shared with EL2 (host ${pageStateName(g.host)}, hyp ${pageStateName(g.hyp)})`);
+    }
   }
 
   for (const w of v.warnings()) push(`hypervisor warning: ${w}`);

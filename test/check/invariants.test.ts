@@ -103,6 +103,7 @@ function consistent(): World {
   w.hypMap(P(1), PageState.OWNED);
   w.hostState(P(2), PageState.SHARED_OWNED); // shared host → hyp
   w.hypMap(P(2), PageState.SHARED_BORROWED);
+  w.vm.refcount[P(2) / PAGE_SIZE - w.vm.basePfn] = 1; // pinned by hyp_pin_shared_mem
   w.hostState(P(3), PageState.SHARED_OWNED); // np-guest page
   w.guestMap(0x1000, P(3), PageState.SHARED_BORROWED);
   w.pinned.add(P(3));
@@ -148,6 +149,7 @@ const breakages: [string, (w: World) => void, RegExp][] = [
   ['a hypervisor warning', (w) => w.warns.push('WARN_ON(map)'), /hypervisor warning: WARN_ON\(map\)/],
   ['a pending-reclaim page still mapped', (w) => { w.guestMap(0xb000, P(8), PageState.OWNED); w.pinned.add(P(8)); }, /pending reclaim but still mapped/],
   ['a pending-reclaim page the host owns again', (w) => w.hostState(P(13), PageState.OWNED), /page 0x4000d000: pending reclaim with an unexpected host view/],
+  ['a reference on a host-owned page', (w) => { w.vm.refcount[P(7) / PAGE_SIZE - w.vm.basePfn] = 1; }, /page 0x40007000: hyp_page refcount 1 on a page neither hyp-owned nor shared with EL2/],
   ['an annotation nobody backs', (w) => w.hostAnnotate(P(12), PkvmId.HYP), /host annotation says hyp owns it/],
 ];
 
