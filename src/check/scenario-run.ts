@@ -1,7 +1,8 @@
 /**
  * The scenario runner: builds a {@link Machine} from a parsed {@link Scenario}, executes its steps in order, compares
- * each step's results with its `expect`, checks the ghost-state invariants after every step that issued a hypercall
- * (unless turned off), and returns a JSON-able trace plus the pass/fail totals. `s2emu run` prints what this returns.
+ * each step's results with its `expect` (a step without one must succeed), checks the ghost-state invariants after
+ * every hypercall (unless turned off; reported as one `invariants` check per step that issued any), and returns a
+ * JSON-able trace plus the pass/fail totals. `s2emu run` prints what this returns.
  */
 
 import { u64ToBigInt } from '../arch/bits.js';
@@ -16,7 +17,7 @@ export interface RunOptions {
   readonly trace?: boolean;
   /** Override the scenario's `machine.tlb`. */
   readonly tlb?: boolean;
-  /** Check invariants after every step that issued a hypercall. Default true (a `set` step may change it). */
+  /** Check the invariants after every hypercall. Default true (a `set` step may change it). */
   readonly invariants?: boolean;
 }
 
