@@ -55,21 +55,19 @@ export type WalkFlag = (typeof WalkFlag)[keyof typeof WalkFlag];
 
 /**
  * Fills `out` for a walk that faulted before reaching a leaf (configuration, IPA range, SEA on a descriptor read,
- * invalid entry, table address): the constructor state plus the IPA, S1PTW, the last descriptor read (PA −1 and
- * zeroes when none) and the fault. Off the hot path.
+ * invalid entry, table address): the constructor state plus S1PTW, the last descriptor read (PA −1 and zeroes when
+ * none) and the fault; {@link s2Walk} sets the IPA. Off the hot path.
  */
 function failNoLeaf(
   out: WalkResult,
   type: FaultType,
   level: number,
-  ipa: number,
   flags: number,
   descPa: number,
   lo: number,
   hi: number,
 ): FaultType {
   out.reset();
-  out.ipa = ipa;
   out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
   out.descPa = descPa;
   out.descLo = lo;
@@ -81,13 +79,12 @@ function failNoLeaf(
 
 /**
  * Writes every field of `out` for a leaf at `level` (descriptor `lo`/`hi` at `descPa`, leaf size 2^`sh`): fault
- * NONE, PA `pa`, the decoded attributes, no hardware update. The caller overrides what differs (a leaf fault, a
+ * NONE, PA `pa`, the decoded attributes, no hardware update (all but the IPA, which {@link s2Walk} sets). The caller overrides what differs (a leaf fault, a
  * hardware update). Every field is written, so the success path needs no `reset()`.
  */
 function fillLeaf(
   out: WalkResult,
   cfg: S2Config,
-  ipa: number,
   flags: number,
   level: number,
   sh: number,
@@ -99,7 +96,6 @@ function fillLeaf(
   out.fault = FaultType.NONE;
   out.level = 0;
   out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
-  out.ipa = ipa;
   out.pa = pa;
   out.leafLevel = level;
   out.leafShift = sh;
@@ -215,29 +211,57 @@ export function s2Walk(
   out: WalkResult,
   trace: WalkTrace | null,
 ): FaultType {
+  if (!cfg.enabled || cfg.fault !== FaultType.NONE || !(ipa >= 0 && ipa < cfg.iasSize)) {
+    s2WalkNoTables(cfg, ipa, flags, out, trace);
+  } else {
+    // 0 ≤ ipa < 2^52: pass it as two small integers (lo32 reinterpreted as int32, and bits[51:32]) so that the
+    // call, which V8 does not inline, boxes no heap number. JUSTIFY: `>>> 0` is lo32, `| 0` reinterprets it.
+    s2WalkTables(mem, cfg, (ipa >>> 0) | 0, Math.floor(ipa / TWO_32), access, flags, out, trace);
+  }
+  out.ipa = ipa;
+  return out.fault;
+}
+
+/**
+ * The walk outcomes that read no descriptor (ASL `AArch64.S2Translate` preamble): stage 2 disabled (PA = IPA), a
+ * configuration fault, or an IPA outside [0, 2^IAS), all at level 0. Everything but `out.ipa`.
+ */
+function s2WalkNoTables(cfg: S2Config, ipa: number, flags: number, out: WalkResult, trace: WalkTrace | null): void {
   if (trace !== null) trace.reset();
   if (!cfg.enabled) {
     out.reset();
-    out.ipa = ipa;
     out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
     out.pa = ipa;
-    return FaultType.NONE;
+    return;
   }
-  if (cfg.fault !== FaultType.NONE || !(ipa >= 0 && ipa < cfg.iasSize)) {
-    // ASL order: T0SZ/SL faults (Translation), then the IPA range (Translation), then the base (Address size).
-    const inRange = ipa >= 0 && ipa < cfg.iasSize;
-    const type = cfg.fault === FaultType.ADDRESS_SIZE && inRange ? FaultType.ADDRESS_SIZE : FaultType.TRANSLATION;
-    return failNoLeaf(out, type, 0, ipa, flags, -1, 0, 0);
-  }
+  // ASL order: T0SZ/SL faults (Translation), then the IPA range (Translation), then the base (Address size).
+  const inRange = ipa >= 0 && ipa < cfg.iasSize;
+  const type = cfg.fault === FaultType.ADDRESS_SIZE && inRange ? FaultType.ADDRESS_SIZE : FaultType.TRANSLATION;
+  failNoLeaf(out, type, 0, flags, -1, 0, 0);
+}
 
+/**
+ * The table walk proper ({@link s2Walk} with a valid configuration and an IPA in range), from the IPA's halves:
+ * `ipaLoS` = IPA[31:0] as an int32, `ipaHi` = IPA[51:32]. Fills everything in `out` but `out.ipa`.
+ */
+function s2WalkTables(
+  mem: PhysMem,
+  cfg: S2Config,
+  ipaLoS: number,
+  ipaHi: number,
+  access: AccessKind,
+  flags: number,
+  out: WalkResult,
+  trace: WalkTrace | null,
+): FaultType {
+  if (trace !== null) trace.reset();
   const fmt: OaFormat = cfg.oaFormat;
   const oasSize = cfg.oasSize;
   const gShift = cfg.gShift;
   const levelShift = cfg.levelShift;
   const levelIndexMask = cfg.levelIndexMask;
   // The IPA as halves, so that indices and offsets come from int32 operations (no float division or fmod).
-  const ipaLo = ipa >>> 0;
-  const ipaHi = Math.floor(ipa / TWO_32);
+  const ipaLo = ipaLoS >>> 0;
   let level = cfg.startLevel;
   let table = cfg.baseAddr;
   for (;;) {
@@ -249,24 +273,24 @@ export function s2Walk(
     const descPa = table + index * 8;
     // The descriptor read (ASL FetchDescriptor): a cached backing page and two loads; null = not RAM.
     const page = mem.pageForRead(descPa);
-    if (page === null) return failNoLeaf(out, FaultType.SEA_WALK, level, ipa, flags, descPa, 0, 0);
+    if (page === null) return failNoLeaf(out, FaultType.SEA_WALK, level, flags, descPa, 0, 0);
     const w = pageWordIndex(descPa);
     const lo = page[w]!; // JUSTIFY: w ≤ 1022 for an 8-byte aligned descPa.
     const hi = page[w + 1]!;
     if (trace !== null) trace.push(level, descPa, lo, hi);
-    if ((lo & 1) === 0) return failNoLeaf(out, FaultType.TRANSLATION, level, ipa, flags, descPa, lo, hi);
+    if ((lo & 1) === 0) return failNoLeaf(out, FaultType.TRANSLATION, level, flags, descPa, lo, hi);
     if ((lo & 2) !== 0 && level < 3) {
       // NLTA: with the 48-bit format, OA[47:32] = desc[47:32] and OA[31:G] = desc[31:G] (G ≤ 16), as s2DescAddr
       // computes it, without its call and format branches.
       const nlta =
         fmt === OaFormat.OA48 ? (hi & OA_47_32_HI) * TWO_32 + (((lo >>> gShift) << gShift) >>> 0) : s2DescAddr(lo, hi, gShift, fmt);
-      if (nlta >= oasSize) return failNoLeaf(out, FaultType.ADDRESS_SIZE, level, ipa, flags, descPa, lo, hi);
+      if (nlta >= oasSize) return failNoLeaf(out, FaultType.ADDRESS_SIZE, level, flags, descPa, lo, hi);
       table = nlta;
       level++;
       continue;
     }
     if ((lo & 2) === 0 && cfg.blockOk[slot] === 0) {
-      return failNoLeaf(out, FaultType.TRANSLATION, level, ipa, flags, descPa, lo, hi);
+      return failNoLeaf(out, FaultType.TRANSLATION, level, flags, descPa, lo, hi);
     }
 
     // Leaf (block or page). IPA[sh − 1 : 0] is the offset within it.
@@ -275,7 +299,7 @@ export function s2Walk(
       fmt === OaFormat.OA48 && sh < 32
         ? (hi & OA_47_32_HI) * TWO_32 + ((((lo >>> sh) << sh) >>> 0) + offset)
         : s2DescAddr(lo, hi, sh, fmt) + offset;
-    fillLeaf(out, cfg, ipa, flags, level, sh, descPa, lo, hi, pa);
+    fillLeaf(out, cfg, flags, level, sh, descPa, lo, hi, pa);
     if (pa >= oasSize) return failLeaf(out, FaultType.ADDRESS_SIZE, level);
     if ((lo & S2_AF_LO) === 0 && !cfg.ha) return failLeaf(out, FaultType.ACCESS_FLAG, level);
     // A plain read needs S2AP[0] only (the first case of s2PermFault, whose other condition needs S1PTW).
