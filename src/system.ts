@@ -55,6 +55,11 @@ export interface MachineConfig {
   readonly hypPool?: { readonly base: number; readonly pages: number } | null;
   /** The stage-2 TLB is on (default) or off (capacity 0: every access walks). */
   readonly tlb?: boolean;
+  /**
+   * Entries the TLB holds when on; default {@link DEFAULT_TLB_ENTRIES}. `Infinity` never evicts (every translation
+   * ever used stays cached, which maximises the chance of exposing a missing TLBI but grows with the guests).
+   */
+  readonly tlbEntries?: number;
   /** Receives every hypercall and exit as it happens (tracing); default none. */
   readonly onEvent?: (e: TraceEvent) => void;
 }
@@ -144,6 +149,12 @@ export interface MachineStats {
   readonly hostAborts: number;
 }
 
+/**
+ * Default TLB size: 65,536 entries — far more than hardware holds (a few thousand), so stale entries survive long
+ * enough to expose a missing TLBI, while the memory stays bounded however much guests touch.
+ */
+export const DEFAULT_TLB_ENTRIES = 65_536;
+
 /** Valid PARange sizes (ID_AA64MMFR0_EL1.PARange encodings 0…5). */
 export const PA_BITS = [32, 36, 40, 42, 44, 48] as const;
 
@@ -181,6 +192,8 @@ export function validateMachineConfig(cfg: MachineConfig): string[] {
   const profile = cfg.profile ?? 'pkvm-2022';
   if (!Object.prototype.hasOwnProperty.call(PROFILES, profile)) errs.push(`profile: expected one of ${Object.keys(PROFILES).join(', ')}, got "${profile}"`);
   if (cfg.ram.length === 0) errs.push('ram: expected at least one region');
+  const te = cfg.tlbEntries ?? DEFAULT_TLB_ENTRIES;
+  if (te !== Infinity && (!Number.isSafeInteger(te) || te < 1)) errs.push(`tlb_entries: expected a positive integer or Infinity, got ${te}`);
   const sorted = [...cfg.ram].sort((a, b) => a.base - b.base);
   for (let i = 0; i < sorted.length; i++) {
     const r = sorted[i]!; // JUSTIFY: i < length.
@@ -280,7 +293,7 @@ export class Machine {
     this.mem = new PhysMem();
     for (const r of cfg.ram) this.mem.addRegion(r.base, r.size);
     this.features = { ...ARMV8_0_PA40_FEATURES, paBits, paRange: paRangeOf(paBits) };
-    this.tlb = new Tlb({ capacity: cfg.tlb === false ? 0 : Infinity });
+    this.tlb = new Tlb({ capacity: cfg.tlb === false ? 0 : (cfg.tlbEntries ?? DEFAULT_TLB_ENTRIES) });
     this.checker = new BbmChecker(this.mem, this.tlb);
     const mmus: S2Mmu[] = [];
     for (let i = 0; i < this.cpus; i++) mmus.push(new S2Mmu(this.mem, this.features, { tlb: this.tlb, checker: this.checker }));
