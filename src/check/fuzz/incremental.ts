@@ -112,6 +112,8 @@ export class IncrementalInvariants implements DescWriteObserver {
   private warnSeen: number;
   private bbmSeen: number;
   private readonly cell: U64 = { lo: 0, hi: 0 };
+  /** Pfns in the hyp vCPU memcaches, as of the last refresh. */
+  private readonly memcache = new Set<number>();
   /** Receives every descriptor transition of a followed table (coverage), or null. */
   transitions: { transition(oldLo: number, oldHi: number, newLo: number, newHi: number, level: number): void } | null = null;
   /** Pages whose state was rechecked by the last {@link check} (for the poison oracle and statistics). */
@@ -289,9 +291,11 @@ export class IncrementalInvariants implements DescWriteObserver {
   /**
    * Checks everything dirtied since the previous call and appends one message per violation to `out` (the same
    * wording as the full check). Pass `vmsMayHaveChanged = false` only when no VM can have been created or torn down
-   * since the previous call (no `vm_create`, `vm_destroy` or raw hypercall). @returns the number of messages appended.
+   * since the previous call (no `vm_create`, `vm_destroy` or raw hypercall), and `memcachesMayHaveChanged = false`
+   * only when no hypercall can have run (host accesses and host memory events: the hyp memcaches change only inside
+   * EL2 hypercalls). @returns the number of messages appended.
    */
-  check(out: string[], vmsMayHaveChanged = true): number {
+  check(out: string[], vmsMayHaveChanged = true, memcachesMayHaveChanged = true): number {
     const before = out.length;
     const m = this.m;
     const hyp = m.hyp;
@@ -318,11 +322,14 @@ export class IncrementalInvariants implements DescWriteObserver {
     }
     this.dirtyTables.clear();
 
-    const mc = new Set<number>();
-    for (const pa of hyp.memcachePages()) {
-      const pfn = Math.floor(pa / PAGE_SIZE);
-      mc.add(pfn);
-      this.dirtyPages.add(pfn);
+    const mc = this.memcache;
+    if (memcachesMayHaveChanged) {
+      mc.clear();
+      for (const pa of hyp.memcachePages()) {
+        const pfn = Math.floor(pa / PAGE_SIZE);
+        mc.add(pfn);
+        this.dirtyPages.add(pfn);
+      }
     }
     this.lastChecked.length = 0;
     for (const pfn of this.dirtyPages) {

@@ -157,7 +157,7 @@ export class Session {
 
     const msgs = this.msgs;
     msgs.length = 0;
-    this.inc.check(msgs, st.kind === 'vm_create' || st.kind === 'vm_destroy' || st.kind === 'hvc');
+    this.inc.check(msgs, st.kind === 'vm_create' || st.kind === 'vm_destroy' || st.kind === 'hvc', st.kind !== 'host_access' && st.kind !== 'host_event');
     if (msgs.length === 0 && this.opts.fullEvery > 0 && this.steps % this.opts.fullEvery === 0) msgs.push(...this.fullCheck());
     dropHostContract(msgs);
     if (msgs.length > 0) {
