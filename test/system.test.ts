@@ -10,7 +10,7 @@ import { runDemo } from '../src/cli/commands/demo.js';
 import type { CliIo } from '../src/cli/command.js';
 import { WalkFlags } from '../src/pgtable/types.js';
 import { kvmPgtableWalk, type Walker } from '../src/pgtable/walk.js';
-import { createMachine, defaultHypPool, validateMachineConfig, type Machine, type MachineConfig } from '../src/system.js';
+import { createMachine, DEFAULT_TLB_ENTRIES, defaultHypPool, validateMachineConfig, type Machine, type MachineConfig } from '../src/system.js';
 
 const RAM = { base: 0x4000_0000, size: 256 * 2 ** 20 };
 const BACKING = 0x4800_0000;
@@ -25,6 +25,8 @@ t.test('validateMachineConfig names what is wrong', async (t) => {
   t.same(validateMachineConfig(cfg()), []);
   t.match(validateMachineConfig(cfg({ paBits: 39 })).join(), /pa_bits: expected one of 32, 36, 40, 42, 44, 48, got 39/);
   t.match(validateMachineConfig(cfg({ cpus: 0 })).join(), /cpus: expected 1…64/);
+  t.match(validateMachineConfig(cfg({ tlbEntries: 0 })).join(), /tlb_entries: expected a positive integer or Infinity/);
+  t.same(validateMachineConfig(cfg({ tlbEntries: Infinity })), []);
   t.match(validateMachineConfig(cfg({ profile: 'android14' })).join(), /profile: expected one of pkvm-2022/);
   t.match(validateMachineConfig({ ram: [RAM, { base: 0x4100_0000, size: 4096 }] }).join(), /overlaps/);
   t.match(validateMachineConfig(cfg({ hypPool: { base: RAM.base, pages: 10 } })).join(), /hyp_pool: expected at least \d+ pages/);
@@ -40,6 +42,8 @@ t.test('the default hyp pool sits at the top of the highest RAM region', async (
 
 t.test('boot: every CPU finalised, the carve-out owned by EL2, invariants hold', async (t) => {
   const m = createMachine(cfg({ cpus: 3 }));
+  t.equal(m.tlb.capacity, DEFAULT_TLB_ENTRIES);
+  t.equal(createMachine(cfg({ tlb: false })).tlb.capacity, 0);
   for (let c = 0; c < 3; c++) {
     const r = m.hvc(c, '__pkvm_prot_finalize');
     t.equal(r.x0.lo, SmcccRet.SUCCESS);
