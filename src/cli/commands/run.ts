@@ -21,6 +21,10 @@ checked), then "N passed, N failed" over every expectation of every scenario.
   --tlb on|off     override machine.tlb (off: every access walks; results must not change)
   --no-invariants  do not check the ghost-state invariants after every hypercall
   --summary        print only failed checks and the totals, not the per-step trace
+Format: fixtures/scenario.schema.json. A scenario is {"machine": {"ram": [{"base", "size"}], "cpus", "pa_bits",
+"profile", "hyp_pool", "tlb"}, "steps": [...]}; each step's first key names its kind: hvc, vm_create, vm_destroy,
+vcpu_load, vcpu_put, memcache_topup, guest_access, handle_exit, guest_hvc, host_access, host_event, expect_page,
+expect_vm, set, check_invariants. Examples: fixtures/scenarios/.
 Exit status: 0 all expectations hold, 1 any fails, 2 bad input.`;
 
 interface RunFlags {
