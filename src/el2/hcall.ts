@@ -257,7 +257,7 @@ function handleVcpuRun(hyp: Hyp, cpu: HypCpu): void {
     const r = runner.run(vm.handle, vcpu.idx, mmu, exc);
     if (r === GuestExit.COMPLETED) break;
     if (r === GuestExit.HVC && vm.isProtected && handleGuestHvc(hyp, vcpu, runner.regs(vm.handle, vcpu.idx))) continue;
-    assert(r === GuestExit.S2_ABORT || r === GuestExit.HVC, `guest runner returned ${r}`);
+    if (r !== GuestExit.S2_ABORT && r !== GuestExit.HVC) assert(false, `guest runner returned ${r}`);
     const h = vcpu.hostVcpuPa;
     hyp.mem.write64(h + HOST_VCPU.FAULT_ESR, exc.esrLo, exc.esrHi);
     hyp.mem.write64(h + HOST_VCPU.FAULT_FAR, exc.farLo, exc.farHi);

@@ -107,7 +107,7 @@ export class HypPool {
   putPage(pfn: number): void {
     const vm = this.vm;
     const x = vm.idx(pfn);
-    assert(vm.refcount[x]! > 0, `hyp_put_page on free pfn 0x${pfn.toString(16)}`);
+    if (!(vm.refcount[x]! > 0)) assert(false, `hyp_put_page on free pfn 0x${pfn.toString(16)}`);
     vm.refcount[x]!--;
     if (vm.refcount[x] === 0) this.attach(pfn);
   }

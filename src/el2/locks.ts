@@ -38,8 +38,9 @@ export class HypLocks {
    */
   lock(l: HypLock, vmIdx = -1): void {
     const bit = 1 << l;
-    assert((this.held & bit) === 0, `${NAMES[l]} taken twice`);
-    assert(this.held < bit, `${NAMES[l]} taken out of order (held mask 0b${this.held.toString(2)})`);
+    // Messages are built only on failure: lock/unlock run several times per hypercall.
+    if ((this.held & bit) !== 0) assert(false, `${NAMES[l]} taken twice`);
+    if (this.held >= bit) assert(false, `${NAMES[l]} taken out of order (held mask 0b${this.held.toString(2)})`);
     assert(l !== HypLock.GUEST || vmIdx >= 0, 'guest lock needs a VM');
     this.held |= bit;
     if (l === HypLock.GUEST) this.currentVm = vmIdx;
@@ -48,14 +49,14 @@ export class HypLocks {
   /** Releases `l`; throws when it is not held. */
   unlock(l: HypLock): void {
     const bit = 1 << l;
-    assert((this.held & bit) !== 0, `${NAMES[l]} released but not held`);
+    if ((this.held & bit) === 0) assert(false, `${NAMES[l]} released but not held`);
     this.held &= ~bit;
     if (l === HypLock.GUEST) this.currentVm = -1;
   }
 
   /** `hyp_assert_lock_held()`: throws when `l` is not held (for the guest lock: not held for `vmIdx`). */
   assertHeld(l: HypLock, vmIdx = -1): void {
-    assert((this.held & (1 << l)) !== 0, `${NAMES[l]} not held`);
+    if ((this.held & (1 << l)) === 0) assert(false, `${NAMES[l]} not held`);
     if (l === HypLock.GUEST && vmIdx >= 0) assert(this.currentVm === vmIdx, `vm->lock held for another VM`);
   }
 

@@ -17,6 +17,7 @@ import { SpsrMode, spsrEncode, spsrMode } from '../arch/spsr.js';
 import { AbortAccess, AbortContext, deliverHvc, deliverSmcTrap, deliverStage2Abort, INSN_NO_SYNDROME } from '../mmu/abort.js';
 import { AccessKind } from '../mmu/s2-walk.js';
 import { WalkResult } from '../mmu/walk-result.js';
+import { POW2 } from '../pgtable/pte.js';
 import { handleHostHcall } from './hcall.js';
 import type { Hyp, HypCpu } from './hyp.js';
 import { handleHostMemAbort, HostAbortResult } from './mem-protect.js';
@@ -33,7 +34,7 @@ const walk = new WalkResult();
  */
 export function hostHvc(hyp: Hyp, cpu: number, imm16: number): void {
   const c = hyp.cpus[cpu];
-  assert(c !== undefined, `no CPU ${cpu}`);
+  if (c === undefined) assert(false, `no CPU ${cpu}`);
   deliverHvc(imm16, hostCtx, c.exc);
   handleTrap(hyp, c);
 }
@@ -45,7 +46,7 @@ export function hostHvc(hyp: Hyp, cpu: number, imm16: number): void {
  */
 export function hostTrap(hyp: Hyp, cpu: number): HostAbortResult {
   const c = hyp.cpus[cpu];
-  assert(c !== undefined, `no CPU ${cpu}`);
+  if (c === undefined) assert(false, `no CPU ${cpu}`);
   return handleTrap(hyp, c);
 }
 
@@ -57,7 +58,7 @@ export function hostTrap(hyp: Hyp, cpu: number): HostAbortResult {
  */
 export function hostSmc(hyp: Hyp, cpu: number, imm16: number): void {
   const c = hyp.cpus[cpu];
-  assert(c !== undefined, `no CPU ${cpu}`);
+  if (c === undefined) assert(false, `no CPU ${cpu}`);
   deliverSmcTrap(imm16, hostCtx, c.exc);
   handleTrap(hyp, c);
 }
@@ -105,6 +106,13 @@ function hostInjectAbort(cpu: HypCpu): void {
   cpu.injectedAborts++;
 }
 
+/** 2^ia_bits of the host stage 2 (the table lookup avoids a `pow()` call per host access). */
+function hostIpaLimit(hyp: Hyp): number {
+  const n = hyp.hostPgt.iaBits;
+  const v = POW2[n];
+  return v !== undefined ? v : 2 ** n;
+}
+
 /**
  * A host access to PA `pa` on `cpu` through the host stage-2: with the stage-2 enabled the MMU translates it, and
  * a stage-2 fault is taken to EL2, which identity-maps the page lazily (the access is then retried) or refuses it
@@ -121,15 +129,15 @@ function hostInjectAbort(cpu: HypCpu): void {
  */
 export function hostAccess(hyp: Hyp, cpu: number, pa: number, write: boolean, exec = false): boolean {
   const c = hyp.cpus[cpu];
-  assert(c !== undefined && c.mmu !== null, `no MMU on CPU ${cpu}`);
-  if (!Number.isSafeInteger(pa) || pa < 0 || pa >= 2 ** hyp.hostPgt.iaBits) return false;
+  if (c === undefined || c.mmu === null) assert(false, `no MMU on CPU ${cpu}`);
+  if (!Number.isSafeInteger(pa) || pa < 0 || pa >= hostIpaLimit(hyp)) return false;
   if (!c.hostS2Enabled) return true;
   const mmu = c.mmu;
   const access = exec ? AccessKind.EXEC : write ? AccessKind.WRITE : AccessKind.READ;
   for (let attempt = 0; ; attempt++) {
     // A fault right after EL2 installed a mapping for this address can only be a permission fault (handled
     // below); a third abort would mean the idmap did not cover the address: an emulator bug.
-    assert(attempt < 3, `host access to 0x${pa.toString(16)} still faults after the idmap`);
+    if (attempt >= 3) assert(false, `host access to 0x${pa.toString(16)} still faults after the idmap`);
     if (mmu.translate(pa, access, 0, walk) === FaultType.NONE) return true;
     hostCtx.access = exec ? AbortAccess.EXEC : write ? AbortAccess.WRITE : AbortAccess.READ;
     hostCtx.insn = INSN_NO_SYNDROME;

@@ -81,7 +81,7 @@ export class HypVmemmap {
 
   /** The array index of `pfn` (`hyp_phys_to_page`); `pfn` must be covered (an emulator invariant). */
   idx(pfn: number): number {
-    assert(this.has(pfn), `pfn 0x${pfn.toString(16)} outside hyp_vmemmap`);
+    if (!this.has(pfn)) assert(false, `pfn 0x${pfn.toString(16)} outside hyp_vmemmap`);
     return pfn - this.basePfn;
   }
 

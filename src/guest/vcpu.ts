@@ -429,7 +429,7 @@ export class GuestCpus {
    * hyp VM exists; EL2 hands out the handle).
    */
   vcpu(vmHandle: number, vcpuIdx: number): GuestVcpu {
-    assert(Number.isInteger(vcpuIdx) && vcpuIdx >= 0 && vcpuIdx < 4096, `bad vCPU index ${vcpuIdx}`);
+    if (!(Number.isInteger(vcpuIdx) && vcpuIdx >= 0 && vcpuIdx < 4096)) assert(false, `bad vCPU index ${vcpuIdx}`);
     let at = this.handles.indexOf(vmHandle);
     if (at < 0) {
       at = this.handles.length;

@@ -159,7 +159,7 @@ export function unpinUserPages(mm: Mm, pas: Float64Array, nrPages: number, makeD
   for (let n = 0; n < nrPages; n++) {
     const pa = pas[n]!; // JUSTIFY: n < nrPages ≤ length.
     const idx = pages.indexOf(pa);
-    assert(idx >= 0 && pages.pinCount[idx]! > 0, `unpin of unpinned page 0x${pa.toString(16)}`);
+    if (!(idx >= 0 && pages.pinCount[idx]! > 0)) assert(false, `unpin of unpinned page 0x${pa.toString(16)}`);
     if (makeDirty) pages.flags[idx] = pages.flags[idx]! | PG_DIRTY; // JUSTIFY: idx checked.
     pages.pinCount[idx]--;
     stats.unpins++;

@@ -136,10 +136,10 @@ export class HostPages {
    */
   freePage(pa: number): void {
     const idx = this.indexOf(pa);
-    assert(idx >= 0, `freePage: ${pa.toString(16)} is not host RAM`);
+    if (idx < 0) assert(false, `freePage: ${pa.toString(16)} is not host RAM`);
     const f = this.flags[idx]!; // JUSTIFY: idx in range.
-    assert((f & PG_ALLOCATED) !== 0, `freePage: ${pa.toString(16)} is not allocated`);
-    assert(this.pinCount[idx] === 0 && (f & PG_MAPPED) === 0, `freePage: ${pa.toString(16)} still in use`);
+    if ((f & PG_ALLOCATED) === 0) assert(false, `freePage: ${pa.toString(16)} is not allocated`);
+    if (!(this.pinCount[idx] === 0 && (f & PG_MAPPED) === 0)) assert(false, `freePage: ${pa.toString(16)} still in use`);
     this.flags[idx] = f & PG_HWPOISON; // a poisoned page keeps its mark (it is never reused, see allocPage)
     if ((f & PG_HWPOISON) !== 0) return;
     this.nrFree++;

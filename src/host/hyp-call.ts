@@ -56,7 +56,8 @@ export class HypCaller {
    */
   call(cpu: number, fn: string, a1 = 0, a2 = 0, a3 = 0, a4 = 0): number {
     const id = this.idByName[fn];
-    assert(id !== undefined, `hypercall ${fn} is not in profile ${this.profile.name}`);
+    // The message is built only on failure (hot path).
+    if (id === undefined) assert(false, `hypercall ${fn} is not in profile ${this.profile.name}`);
     const r = this.regs;
     r.set(0, id, 0);
     r.setU(1, a1);
