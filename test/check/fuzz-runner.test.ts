@@ -68,6 +68,8 @@ t.test('a clean campaign: no violation, full coverage, the JSON fields', async (
   t.equal(r.steps, 10_000);
   t.ok(r.stepsPerSecond > 0);
   t.ok(r.coverage !== null);
+  const c = r.coverage!;
+  t.comment(`coverage: hypercall x page state x outcome ${c.hcalls.reached}/${c.hcalls.reachable}, descriptor transitions ${c.bbm.reached}/${c.bbm.reachable}`);
   t.same(r.coverage!.hcalls.missing, [], 'every reachable hypercall x state x outcome');
   t.same(r.coverage!.bbm.missing, [], 'every reachable descriptor transition');
   t.same(r.coverage!.bbm.violations, {}, 'no break-before-make violation');
