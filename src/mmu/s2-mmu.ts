@@ -175,38 +175,28 @@ export class S2Mmu {
   translate(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
     const cfg = this.cfg;
     if (cfg.enabled && cfg.fault === FaultType.NONE) {
-      // The hit path: two small Tlb methods V8 inlines here (see Tlb.hitIndex), nothing else unless a checker is on.
-      const tlb = this.tlb;
-      const i = tlb.hitIndex(cfg.vmid, ipa);
-      if (i >= 0) {
-        out.ipa = ipa;
-        out.pa = tlb.hitPa(i, ipa);
-        if (tlb.hitFill(i, permBitOf(access, flags), this.permSig, out) === 1) {
-          // The mask computed at fill time already says: permitted, no hardware update needed (flags are 0 or EL0).
-          this.tlbHits++;
-          const checker = this.checker;
-          if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
-          return FaultType.NONE;
+      const hit = this.tlb.lookupPerm(cfg.vmid, ipa, permBitOf(access, flags), this.permSig, out);
+      if (hit === 1) {
+        // The mask computed at fill time already says: permitted, no hardware update needed (flags are 0 or EL0).
+        this.tlbHits++;
+        const checker = this.checker;
+        if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
+        return FaultType.NONE;
+      }
+      if (hit === 2 && !s2NeedsHwUpdate(cfg, out.descLo, out.descHi, access, flags)) {
+        this.tlbHits++;
+        out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
+        if (s2PermFault(cfg, out.descLo, out.descHi, access, flags)) {
+          out.fault = FaultType.PERMISSION;
+          out.level = out.leafLevel;
+          return FaultType.PERMISSION;
         }
-        if (!s2NeedsHwUpdate(cfg, out.descLo, out.descHi, access, flags)) return this.hitChecked(access, flags, out);
+        const checker = this.checker;
+        if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
+        return FaultType.NONE;
       }
     }
     return this.walkAndFill(ipa, access, flags, out);
-  }
-
-  /** A TLB hit without a precomputed answer: the full permission check on the cached leaf. */
-  private hitChecked(access: AccessKind, flags: number, out: WalkResult): FaultType {
-    const cfg = this.cfg;
-    this.tlbHits++;
-    out.s1ptw = (flags & WalkFlag.S1PTW) !== 0;
-    if (s2PermFault(cfg, out.descLo, out.descHi, access, flags)) {
-      out.fault = FaultType.PERMISSION;
-      out.level = out.leafLevel;
-      return FaultType.PERMISSION;
-    }
-    const checker = this.checker;
-    if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
-    return FaultType.NONE;
   }
 
   private walkAndFill(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {

@@ -212,19 +212,8 @@ export class Tlb {
    * mask at fill time with the walker's own permission functions, so both paths decide alike.
    */
   lookupPerm(vmid: number, ipa: number, permBit: number, permSig: number, out: WalkResult): number {
-    const i = this.hitIndex(vmid, ipa);
-    if (i < 0) return 0;
-    out.ipa = ipa;
-    out.pa = this.hitPa(i, ipa);
-    return this.hitFill(i, permBit, permSig, out);
-  }
-
-  /**
-   * First half of {@link Tlb.lookupPerm}: the index of the live entry translating `ipa` for `vmid` (leaf sizes
-   * probed smallest first), or −1; counts the hit or miss. The hit path is split in two small methods so that V8
-   * inlines both into `S2Mmu.translate`: a call it does not inline costs a boxed IPA (a heap number) per hit.
-   */
-  hitIndex(vmid: number, ipa: number): number {
+    // One function, not lookupIndex + fillOut: this is the only call on S2Mmu.translate's hit path, and V8's
+    // inlining budget is spent by then.
     const n = this.nShifts;
     const ent = this.ent;
     const buckets = this.buckets;
@@ -241,55 +230,38 @@ export class Tlb {
         const o = i * STRIDE;
         if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) {
           this.hits++;
-          return i;
+          let attr = ent[o + F_ATTR]! | 0;
+          if ((attr & A_COPIES) !== A_COPIES) {
+            attr |= A_COPIES; // a stage-2-only copy alone still translates, and allocates the combined copy again
+            ent[o + F_ATTR] = attr;
+          }
+          const sigShift = ent[o + F_SHIFT]! | 0;
+          out.fault = FaultType.NONE;
+          out.level = 0;
+          out.s1ptw = false;
+          out.ipa = ipa;
+          out.pa = ent[o + F_PABASE]! + (ipa - tag * POW2[shift]!);
+          out.leafLevel = ((attr >>> A_LEVEL_SHIFT) & 7) - 1;
+          out.leafShift = shift;
+          out.descPa = ent[o + F_DESCPA]!;
+          out.descLo = ent[o + F_LO]!;
+          out.descHi = ent[o + F_HI]!;
+          out.memAttr = attr & 0xf;
+          out.s2ap = (attr >>> 4) & 3;
+          out.sh = (attr >>> 6) & 3;
+          out.xn = (attr >>> 8) & 3;
+          out.af = (attr & A_AF) !== 0;
+          out.dbm = (attr & A_DBM) !== 0;
+          out.sw = (attr >>> 10) & 0xf;
+          out.cont = (attr & A_CONT) !== 0;
+          out.hwUpdated = false;
+          return ((attr >>> A_PERM_SHIFT) & permBit) !== 0 && sigShift >>> 6 === permSig ? 1 : 2;
         }
         i = next[i]!;
       }
     }
     this.misses++;
-    return -1;
-  }
-
-  /** The PA `ipa` translates to through live entry `i` (from {@link Tlb.hitIndex} for this `ipa`). */
-  hitPa(i: number, ipa: number): number {
-    const o = i * STRIDE;
-    const ent = this.ent;
-    return ent[o + F_PABASE]! + (ipa - ent[o + F_TAG]! * POW2[(ent[o + F_SHIFT]! | 0) & 63]!); // JUSTIFY: i live.
-  }
-
-  /**
-   * Rest of {@link Tlb.lookupPerm}: fills `out` from live entry `i` (from {@link Tlb.hitIndex}), except `ipa` and
-   * `pa` (the caller's, with {@link Tlb.hitPa}), re-creates its combined copy, and returns 1 when its permission
-   * mask answers `permBit` under `permSig`, else 2. Takes no IPA, so a call V8 does not inline boxes no number.
-   */
-  hitFill(i: number, permBit: number, permSig: number, out: WalkResult): number {
-    const ent = this.ent;
-    const o = i * STRIDE;
-    let attr = ent[o + F_ATTR]! | 0;
-    if ((attr & A_COPIES) !== A_COPIES) {
-      attr |= A_COPIES; // a stage-2-only copy alone still translates, and allocates the combined copy again
-      ent[o + F_ATTR] = attr;
-    }
-    const sigShift = ent[o + F_SHIFT]! | 0;
-    const shift = sigShift & 63;
-    out.fault = FaultType.NONE;
-    out.level = 0;
-    out.s1ptw = false;
-    out.leafLevel = ((attr >>> A_LEVEL_SHIFT) & 7) - 1;
-    out.leafShift = shift;
-    out.descPa = ent[o + F_DESCPA]!;
-    out.descLo = ent[o + F_LO]!;
-    out.descHi = ent[o + F_HI]!;
-    out.memAttr = attr & 0xf;
-    out.s2ap = (attr >>> 4) & 3;
-    out.sh = (attr >>> 6) & 3;
-    out.xn = (attr >>> 8) & 3;
-    out.af = (attr & A_AF) !== 0;
-    out.dbm = (attr & A_DBM) !== 0;
-    out.sw = (attr >>> 10) & 0xf;
-    out.cont = (attr & A_CONT) !== 0;
-    out.hwUpdated = false;
-    return ((attr >>> A_PERM_SHIFT) & permBit) !== 0 && sigShift >>> 6 === permSig ? 1 : 2;
+    return 0;
   }
 
   /**
