@@ -221,6 +221,60 @@ function walkTable<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: 
   return ret;
 }
 
+/**
+ * `__kvm_pgtable_walk()` for a range of one page without `TABLE_POST`: the recursion of {@link walkTable} and
+ * {@link visit} then follows a single path (every entry on it covers the whole range, and the first leaf moves the
+ * cursor past the end), so it runs as a loop. Same reads, callbacks, context values and returns as the recursion.
+ */
+function walkOnePage<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: number): number {
+  // JUSTIFY: the state was filled from this walker's argument; visitors only see the VisitCtx<T> view.
+  const ctx = st as unknown as VisitCtx<T>;
+  const flags = walker.flags;
+  const mem = st.mem;
+  const entries = POW2[st.s]!; // JUSTIFY: 9, 11 or 13.
+  const addr = st.cursor;
+  let pa = tablePa;
+  let lvl = level;
+  for (;;) {
+    if (lvl < -1 || lvl > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
+    const span = POW2[st.g + (3 - lvl) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
+    const ptep = pa + modPow2(Math.floor(addr / span), entries) * 8;
+    mem.read64(ptep, scratch);
+    ctx.ptep = ptep;
+    ctx.oldLo = scratch.lo;
+    ctx.oldHi = scratch.hi;
+    ctx.addr = addr;
+    ctx.level = lvl;
+    let ret = 0;
+    let reload = false;
+    let table = kvmPteTable(ctx.oldLo, lvl);
+    if (table && (flags & WalkFlags.TABLE_PRE) !== 0) {
+      ret = walker.cb(ctx, WalkFlags.TABLE_PRE);
+      reload = true;
+    }
+    if (!table && (flags & WalkFlags.LEAF) !== 0) {
+      ret = walker.cb(ctx, WalkFlags.LEAF);
+      reload = true;
+    }
+    let oldLo = ctx.oldLo;
+    let oldHi = ctx.oldHi;
+    if (reload) {
+      mem.read64(ptep, scratch);
+      oldLo = scratch.lo;
+      oldHi = scratch.hi;
+      table = kvmPteTable(oldLo, lvl);
+    }
+    // A stopping return propagates unchanged through every enclosing level of the recursion.
+    if (!walkContinue(flags, ret)) return ret;
+    if (!table) {
+      st.cursor = alignDownPow2(st.cursor, span) + span;
+      return 0;
+    }
+    pa = kvmPteToPhys(oldLo, oldHi, ctx.granule);
+    lvl++;
+  }
+}
+
 /** `kvm_pgd_page_idx()`: which page of a concatenated pgd covers `addr`. */
 export function kvmPgdPageIdx(pgt: KvmPgtable, addr: number): number {
   const shift = granuleShift(pgt.granule) + (3 - (pgt.startLevel - 1)) * (granuleShift(pgt.granule) - 3);
@@ -264,9 +318,13 @@ export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, w
   const st = acquireWalk(pgt, walker.arg, walker.flags, start, end, pgt.startLevel, g);
   let ret = 0;
   try {
-    for (let idx = kvmPgdPageIdx(pgt, start); st.cursor < st.cursorEnd; ++idx) {
-      ret = walkTable(walker, st, pgt.pgd + idx * page, pgt.startLevel);
-      if (ret !== 0) break;
+    if (start >= 0 && end - start === page && (walker.flags & WalkFlags.TABLE_POST) === 0) {
+      ret = walkOnePage(walker, st, pgt.pgd + kvmPgdPageIdx(pgt, start) * page, pgt.startLevel);
+    } else {
+      for (let idx = kvmPgdPageIdx(pgt, start); st.cursor < st.cursorEnd; ++idx) {
+        ret = walkTable(walker, st, pgt.pgd + idx * page, pgt.startLevel);
+        if (ret !== 0) break;
+      }
     }
   } finally {
     releaseWalk(st);
