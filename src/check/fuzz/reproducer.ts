@@ -96,7 +96,7 @@ export function writeReproducer(inp: ReproducerInput): Reproducer {
   const { scenario } = reproducerScenario(inp);
   mkdirSync(inp.dir, { recursive: true });
   const path = join(inp.dir, `${scenario.name as string}.json`);
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = `${path}.tmp-${Math.random().toString(36).slice(2)}`;
   try {
     writeFileSync(tmp, JSON.stringify(scenario, null, 2) + '\n');
     renameSync(tmp, path);

@@ -4,6 +4,7 @@
  * scenario ({@link writeReproducer}). `s2emu fuzz` and the tests drive it through {@link runFuzz}.
  */
 
+import { cpuUsage } from 'node:process';
 import { type Bug, injectedBug } from '../../arch/inject.js';
 import type { ScenarioMachine, Step } from '../scenario-schema.js';
 import { Coverage, type CoverageReport } from './coverage.js';
@@ -187,8 +188,8 @@ function progressOf(sess: Session | null, steps: number, total: number, ms: numb
   return { steps, total, stepsPerSecond: ms > 0 ? Math.round((steps * 1000) / ms) : 0, vmsAlive, pages, violations };
 }
 
-/** CPU time (user + system) of this process in ms. */
+/** CPU time (user + system) of this process in ms (a measurement, like `performance.now`; no I/O). */
 function cpuMs(): number {
-  const u = process.cpuUsage();
+  const u = cpuUsage();
   return (u.user + u.system) / 1000;
 }
