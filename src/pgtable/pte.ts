@@ -55,13 +55,14 @@ export function kvmGranuleShift(granule: Granule, level: number): number {
 }
 
 /**
- * `POW2[n]` = 2^n for n in 0..64. The walk loops index it instead of computing `2 ** n`, which V8 compiles to a
- * call into its `pow()` (tens of ns per use; a walk used it on every visited entry).
+ * `POW2[n]` = 2^n for n in 0..127 (every level shift of every granule, level −1 included, and every `ia_bits`). The
+ * walk loops index it instead of computing `2 ** n`, which V8 compiles to a call into its `pow()` (tens of ns per
+ * use; a walk used it on every visited entry).
  */
 export const POW2: Float64Array = (() => {
-  const t = new Float64Array(65);
+  const t = new Float64Array(128);
   let v = 1;
-  for (let i = 0; i <= 64; i++) {
+  for (let i = 0; i < 128; i++) {
     t[i] = v;
     v *= 2;
   }
@@ -70,7 +71,7 @@ export const POW2: Float64Array = (() => {
 
 /** `kvm_granule_size(level)`. */
 export function kvmGranuleSize(granule: Granule, level: number): number {
-  return POW2[levelShift(granule, level)]!; // JUSTIFY: level shifts lie in 12..52.
+  return POW2[levelShift(granule, level)]!; // JUSTIFY: level shifts of levels -1..3 lie in 12..68.
 }
 
 /** `PAGE_SIZE` of a table: the granule size. */

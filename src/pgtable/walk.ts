@@ -10,9 +10,11 @@
  *   has `HANDLE_FAULT` (6.x behaviour; V1 / v5.18 returned every non-zero value, pkvm.md §7.3).
  * - A shared walk (`SHARED`) is refused with -EPERM, as in the nVHE hypervisor (`kvm_pgtable_walk_begin()`).
  *
- * Hot path (STYLE §10.6): one context object and one cursor object per walk, descriptors read into locals, no
- * allocation per visited entry. The recursion keeps per-entry state in locals and restores the shared context
- * before a `TABLE_POST` callback.
+ * Hot path (STYLE §10.6): no allocation per walk or per visited entry. The context-and-cursor object is pooled by
+ * nesting depth; sizes come from a power-of-two table and indices from 32-bit halves (V8 compiles `2 ** n` and `%`
+ * on doubles to calls into `pow()` and `fmod()`). The recursion keeps per-entry state in locals and restores the
+ * shared context before a `TABLE_POST` callback. A one-page walk without `TABLE_POST` (every map, owner change and
+ * state check of a single page) follows a single path and runs as a loop; `get_leaf` descends directly.
  */
 
 import { granuleShift } from '../arch/granule.js';
@@ -136,6 +138,20 @@ function releaseWalk(st: WalkState): void {
 /** Scratch for descriptor reads; values are copied to locals at once, so nested walks may reuse it. */
 const scratch: U64 = { lo: 0, hi: 0 };
 
+/**
+ * Index of the entry covering an address in a table whose entries span 2^`sh` bytes, from the address halves:
+ * `(addr >> sh) & mask` on 32-bit words (`floor(addr / 2^sh) mod entries` without float division or `fmod()`).
+ * Callers pass `lo = addr >>> 0` and `hi = floor(addr / 2^32)` of an integer address below 2^53.
+ */
+function tableIndex(lo: number, hi: number, sh: number, mask: number): number {
+  // JUSTIFY: lo and hi are u32 halves (hi < 2^21); bits above `mask` shifted out or into the sign are masked off.
+  if (sh >= 53) return 0; // the address is below 2^53
+  return sh >= 32 ? (hi >>> (sh - 32)) & mask : ((lo >>> sh) | (hi << (32 - sh))) & mask;
+}
+
+/** 2^53: addresses below it are exact integers, so their halves give the table indices. */
+const EXACT_LIMIT = 2 ** 53;
+
 /** 2^n: the table for integers 0..64, `**` otherwise (an out-of-range `ia_bits` keeps its old meaning). */
 function pow2(n: number): number {
   const v = POW2[n];
@@ -187,7 +203,7 @@ function visit<T>(walker: Walker<T>, st: WalkState, ptep: number, level: number)
   if (!walkContinue(flags, ret)) return ret;
 
   if (!table) {
-    const size = POW2[st.g + (3 - level) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
+    const size = POW2[st.g + (3 - level) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..68.
     st.cursor = alignDownPow2(st.cursor, size) + size;
     return 0;
   }
@@ -211,7 +227,7 @@ function visit<T>(walker: Walker<T>, st: WalkState, ptep: number, level: number)
 function walkTable<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: number): number {
   if (level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
   const entries = POW2[st.s]!; // JUSTIFY: 9, 11 or 13.
-  const span = POW2[st.g + (3 - level) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
+  const span = POW2[st.g + (3 - level) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..68.
   let ret = 0;
   for (let idx = modPow2(Math.floor(st.cursor / span), entries); idx < entries; ++idx) {
     if (st.cursor >= st.cursorEnd) break;
@@ -233,12 +249,16 @@ function walkOnePage<T>(walker: Walker<T>, st: WalkState, tablePa: number, level
   const mem = st.mem;
   const entries = POW2[st.s]!; // JUSTIFY: 9, 11 or 13.
   const addr = st.cursor;
+  // JUSTIFY: ToUint32 of an address below 2^53 (checked by the caller) is its bits[31:0].
+  const addrLo = addr >>> 0;
+  const addrHi = Math.floor(addr / 0x1_0000_0000);
   let pa = tablePa;
   let lvl = level;
   for (;;) {
     if (lvl < -1 || lvl > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
-    const span = POW2[st.g + (3 - lvl) * st.s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
-    const ptep = pa + modPow2(Math.floor(addr / span), entries) * 8;
+    const sh = st.g + (3 - lvl) * st.s;
+    const span = POW2[sh]!; // JUSTIFY: levels -1..3 give shifts 12..68.
+    const ptep = pa + tableIndex(addrLo, addrHi, sh, entries - 1) * 8;
     mem.read64(ptep, scratch);
     ctx.ptep = ptep;
     ctx.oldLo = scratch.lo;
@@ -318,7 +338,7 @@ export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, w
   const st = acquireWalk(pgt, walker.arg, walker.flags, start, end, pgt.startLevel, g);
   let ret = 0;
   try {
-    if (start >= 0 && end - start === page && (walker.flags & WalkFlags.TABLE_POST) === 0) {
+    if (start >= 0 && start < EXACT_LIMIT && end - start === page && (walker.flags & WalkFlags.TABLE_POST) === 0) {
       ret = walkOnePage(walker, st, pgt.pgd + kvmPgdPageIdx(pgt, start) * page, pgt.startLevel);
     } else {
       for (let idx = kvmPgdPageIdx(pgt, start); st.cursor < st.cursorEnd; ++idx) {
@@ -375,18 +395,20 @@ export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): 
   const limit = pow2(pgt.iaBits);
   // [start, start + page): the range checks of kvm_pgtable_walk() for it (a negative address, which only a
   // caller's bug produces, keeps the generic walk's rounding).
-  if (!(start >= 0)) return getLeafByWalk(pgt, start, page, out);
+  if (!(start >= 0 && start < EXACT_LIMIT)) return getLeafByWalk(pgt, start, page, out);
   if (start > limit || start + page > limit) return Err.ERANGE;
   if (pgt.pgd < 0) return Err.EINVAL;
   const s = g - 3;
   const entries = POW2[s]!; // JUSTIFY: 9, 11 or 13.
   const mem = pgt.mem;
+  // JUSTIFY: ToUint32 of an address below 2^53 (checked above) is its bits[31:0].
+  const addrLo = start >>> 0;
+  const addrHi = Math.floor(start / 0x1_0000_0000);
   let level = pgt.startLevel;
   let tablePa = pgt.pgd + kvmPgdPageIdx(pgt, start) * page;
   for (;;) {
     if (level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
-    const span = POW2[g + (3 - level) * s]!; // JUSTIFY: levels -1..3 give shifts 12..57.
-    const ptep = tablePa + modPow2(Math.floor(start / span), entries) * 8;
+    const ptep = tablePa + tableIndex(addrLo, addrHi, g + (3 - level) * s, entries - 1) * 8;
     mem.read64(ptep, scratch);
     const lo = scratch.lo;
     const hi = scratch.hi;
