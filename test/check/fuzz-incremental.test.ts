@@ -74,7 +74,7 @@ function someGuestLeaf(r: Rig): { ptep: number; lo: number; hi: number; prot: bo
 }
 
 t.test('after every step of random campaigns, incremental and full checks agree (and hold)', async (t) => {
-  for (const seed of [11, 12, 13]) {
+  for (const seed of [11, 12]) {
     const r = rig(seed);
     let agreed = 0;
     for (let i = 0; i < 300; i++) {
