@@ -134,15 +134,18 @@ export class PhysMem {
    * multiply, a floor, a mask and a tag compare.
    */
   pageForRead(pa: number): Uint32Array | null {
-    const pfn = Math.floor(pa * INV_PAGE);
-    // JUSTIFY: `pfn >>> 0` is ToUint32, exact modulo 2^32 for a PFN below 2^41; the slot needs only its low bits.
-    const slot = (pfn >>> 0) & RCACHE_MASK;
+    // JUSTIFY: `pa >>> 0` is lo32 (exact below 2^53): the slot is PFN[9:0] = pa[21:12], and `pa − pa[11:0]` is the
+    // page base, exact, so `pfn` is pa / 4096 floored for an integer pa (a fractional pa never matches a tag).
+    const lo = pa >>> 0;
+    const slot = (lo >>> BACKING_PAGE_SHIFT) & RCACHE_MASK;
+    const pfn = (pa - (lo & (BACKING_PAGE_SIZE - 1))) * INV_PAGE;
     if (this.rcTag[slot] === pfn) return this.rcPage[slot]!; // JUSTIFY: slot < RCACHE_SIZE.
-    return this.pageForReadMiss(pa, pfn, slot);
+    return this.pageForReadMiss(pa, slot);
   }
 
   /** Read-cache miss: the region and page-index lookup, caching a RAM page (or the zero page) in `slot`. */
-  private pageForReadMiss(pa: number, pfn: number, slot: number): Uint32Array | null {
+  private pageForReadMiss(pa: number, slot: number): Uint32Array | null {
+    const pfn = Math.floor(pa * INV_PAGE);
     const r = this.regionOf(pa);
     if (r === null || r.kind !== RegionKind.RAM) return null;
     const idx = pfn - r.base * INV_PAGE; // exact: both are integers below 2^41
@@ -156,7 +159,7 @@ export class PhysMem {
   /** The backing page for writing `pa` (allocated on demand), or null when not RAM. */
   pageForWrite(pa: number): Uint32Array | null {
     const pfn = Math.floor(pa * INV_PAGE);
-    // JUSTIFY: as in pageForRead.
+    // JUSTIFY: `pfn >>> 0` is ToUint32, exact modulo 2^32; its bits[9:0] are the slot pageForRead computes.
     const slot = (pfn >>> 0) & RCACHE_MASK;
     if (this.rcTag[slot] === pfn) {
       const cached = this.rcPage[slot]!; // JUSTIFY: slot < RCACHE_SIZE.

@@ -65,6 +65,16 @@ t.test('writes through pageForWrite (host copies) are seen by cached readers', a
   t.equal(m.read32(0x8000_5ffc), 0xdead_beef);
 });
 
+t.test('a fractional address reads the page and word of its integer part, cached or not', async (t) => {
+  const m = new PhysMem();
+  m.addRegion(0x4000_0000, 0x10_0000);
+  m.write64(0x4000_2008, 0xaaaa_5555, 0x1111_2222);
+  for (let i = 0; i < 2; i++) {
+    t.equal(m.read64Lo(0x4000_2008 + 0.5), 0xaaaa_5555);
+    t.equal(m.read64Hi(0x4000_2008), 0x1111_2222);
+  }
+});
+
 t.test('pageWordIndex is pa[11:2] for addresses up to 52 bits', async (t) => {
   t.equal(pageWordIndex(0), 0);
   t.equal(pageWordIndex(0xffc), 0x3ff);
