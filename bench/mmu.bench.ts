@@ -14,7 +14,8 @@
  *   tlb-lookup             Tlb.lookup alone, hit
  *   desc-decode            read one descriptor's halves and extract OA, MemAttr, S2AP, XN, AF
  *
- * QEMU's AT S12E1R costs about 157 ns per 4-level walk (`/work/shared/oracle/README.md`, "AT walk speed").
+ * QEMU's AT S12E1R costs about 157 ns per 4-level walk (`/work/shared/oracle/README.md`, "AT walk speed"; 159–164 ns
+ * measured with `oracle/time-at.mjs` on 2026-11-25, see bench/README.md).
  */
 
 import { s2DescAddr, s2DescAf, s2DescMemAttr, s2DescS2ap, s2DescXn, s2Page, s2Table, OaFormat } from '../src/arch/desc-codec.js';
