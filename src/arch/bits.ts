@@ -54,15 +54,34 @@ export function bitsOf(x: number, msb: number, lsb: number): number {
   return width >= 53 ? shifted : shifted % 2 ** width;
 }
 
-/** Rounds a non-negative integer below 2^53 down to a multiple of 2^shift. */
-export function alignDown(x: number, shift: number): number {
-  const size = 2 ** shift;
-  return x - (x % size);
+/** 2^s − 1 for s = 0…31, as int32 (non-negative): the low-bit masks of {@link alignDown}'s 32-bit path. */
+const LOW_MASK = new Int32Array(32);
+/** 2^s for s = 0…63: the sizes of {@link alignDown}'s general path (a table read, not a pow() call). */
+const POW2_64 = new Float64Array(64);
+for (let s = 0; s < 64; s++) {
+  if (s < 32) LOW_MASK[s] = 2 ** s - 1;
+  POW2_64[s] = 2 ** s;
 }
 
-/** True when a non-negative integer below 2^53 is a multiple of 2^shift. */
+/** 2^shift: from the table for 0 ≤ shift < 64, else computed. */
+function pow2(shift: number): number {
+  return shift >= 0 && shift < 64 ? POW2_64[shift]! : 2 ** shift; // JUSTIFY: bounds checked.
+}
+
+/**
+ * Rounds a non-negative integer below 2^53 down to a multiple of 2^shift. Values below 2^32 with shift < 32 take a
+ * bitwise path (`(x >>> 0) === x` holds only for integers in [0, 2^32), where `x & (2^shift − 1)` is exactly
+ * `x mod 2^shift`); the rest use the remainder, as before.
+ */
+export function alignDown(x: number, shift: number): number {
+  if (shift >= 0 && shift < 32 && (x >>> 0) === x) return x - (x & LOW_MASK[shift]!); // JUSTIFY: shift < 32.
+  return x - (x % pow2(shift));
+}
+
+/** True when a non-negative integer below 2^53 is a multiple of 2^shift (same two paths as {@link alignDown}). */
 export function isAligned(x: number, shift: number): boolean {
-  return x % 2 ** shift === 0;
+  if (shift >= 0 && shift < 32 && (x >>> 0) === x) return (x & LOW_MASK[shift]!) === 0; // JUSTIFY: shift < 32.
+  return x % pow2(shift) === 0;
 }
 
 /** Reads the 64-bit word at word index `w` (`u32[w]` = lo, `u32[w+1]` = hi) as a BigInt. Edges only. */

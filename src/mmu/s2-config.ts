@@ -37,6 +37,13 @@ import { vttbrBaddr, vttbrVmid } from '../arch/vttbr.js';
 /** Number of level slots in the per-level tables: levels −1..3 at index level + 1. */
 const LEVEL_SLOTS = 5;
 
+/**
+ * 2^k for k = 0…128: every exponent the decode uses (sizes up to 2^68 for a level −1 entry of a 64K granule, IAS up
+ * to 64). A table read instead of `2 **`, which V8 compiles to a pow() call.
+ */
+const POW2 = new Float64Array(129);
+for (let k = 0; k < POW2.length; k++) POW2[k] = 2 ** k;
+
 /** Decoded stage-2 walk parameters. Preallocate one and refill it with {@link decodeS2Config}. */
 export class S2Config {
   /** Stage 2 is enabled (HCR_EL2.VM or DC); when false the walk returns PA = IPA. */
@@ -210,7 +217,7 @@ export function decodeS2Config(
   const lpa2 = feat.s2Lpa2Gran4k || feat.s2Lpa2Gran16k;
   const psMax = feat.paBits >= 52 && (g === Granule.G64K || lpa2) ? 52 : 48;
   out.oas = Math.min(paBitsOf(ps), feat.paBits, psMax);
-  out.oasSize = 2 ** out.oas;
+  out.oasSize = POW2[out.oas]!; // JUSTIFY: oas ≤ 52.
   out.oaFormat = oaFormatOf(g, ds, out.pa52);
 
   // T0SZ limits (ASL S2MinTxSZ / MaxTxSZ).
@@ -221,7 +228,7 @@ export function decodeS2Config(
   const maxT0sz = feat.ttst ? (g === Granule.G64K ? 47 : 48) : 39;
   const ias = 64 - t0sz;
   out.ias = ias;
-  out.iasSize = 2 ** ias;
+  out.iasSize = POW2[ias]!; // JUSTIFY: T0SZ is 6 bits, so 1 ≤ ias ≤ 64.
 
   const sl0 = vtcrSl0(vtcrLo);
   const start = startLevelOf(g, sl0, out.sl2);
@@ -231,15 +238,15 @@ export function decodeS2Config(
   for (let l = -1; l <= 3; l++) {
     const sh = G + (3 - l) * S;
     out.levelShift[l + 1] = sh;
-    out.levelSize[l + 1] = 2 ** sh;
-    out.levelEntries[l + 1] = 2 ** S;
+    out.levelSize[l + 1] = POW2[sh]!; // JUSTIFY: sh ≤ 16 + 4 * 13 = 68.
+    out.levelEntries[l + 1] = POW2[S]!; // JUSTIFY: S ≤ 13.
     out.blockOk[l + 1] = l >= 0 && blockAllowed(g, l, ds, out.pa52) ? 1 : 0;
   }
   // The start level indexes IAS − startShift bits (≤ S + 4 in a consistent configuration; capped for the rest).
   const startBits = Math.min(Math.max(ias - startShift, 0), 31);
-  out.levelEntries[start + 1] = 2 ** startBits;
+  out.levelEntries[start + 1] = POW2[startBits]!; // JUSTIFY: 0 ≤ startBits ≤ 31.
   for (let i = 0; i < LEVEL_SLOTS; i++) out.levelIndexMask[i] = out.levelEntries[i]! - 1; // JUSTIFY: i < 5.
-  out.concatTables = startBits > S ? 2 ** (startBits - S) : 1;
+  out.concatTables = startBits > S ? POW2[startBits - S]! : 1; // JUSTIFY: 0 < startBits − S ≤ 31.
 
   // Table base (ASL S2TTBaseAddress).
   out.addr52 = ds || (g === Granule.G64K && ps === 6 && out.pa52);

@@ -56,6 +56,9 @@ function permSigOf(vtcrLo: number, vtcrHi: number, hcrLo: number, hcrHi: number,
   return permSigs.size;
 }
 
+/** Decoded configurations an {@link S2Mmu} keeps (the host's and a few VMs' register values). */
+const CFG_CACHE = 8;
+
 /** The permission-mask bit for an access kind and flags, or 0 when the flags need the full check. */
 function permBitOf(access: AccessKind, flags: number): number {
   // Only plain accesses and EL0 accesses have precomputed answers (S1PTW, AT and NO_UPDATE take the full path).
@@ -78,8 +81,13 @@ export class S2Mmu {
   readonly mem: PhysMem;
   /** The PE's ID-register features (PAMax, granules, HAFDBS, XNX, VMID16, …). */
   readonly features: CpuFeatures;
-  /** The configuration decoded from the current registers (re-decoded by each setter, once). */
-  readonly cfg: S2Config = new S2Config();
+  /**
+   * The configuration decoded from the current registers. A register write may replace the object (it comes from a
+   * small cache of decoded configurations), so read `cfg` again after a write rather than keeping it.
+   */
+  get cfg(): S2Config {
+    return this.cur;
+  }
   /** The TLB this PE allocates into. */
   readonly tlb: Tlb;
   /** The BBM checker, or null. */
@@ -104,10 +112,17 @@ export class S2Mmu {
   tlbHits = 0;
   /** Permission signature of the current configuration (see `permSigOf`); 0 = no cached masks. */
   private permSig = 0;
-  private sigVtcrLo = -1;
-  private sigVtcrHi = -1;
-  private sigHcrLo = -1;
-  private sigHcrHi = -1;
+  /** The current configuration: one of {@link S2Mmu.cache}. */
+  private cur: S2Config;
+  /**
+   * Decoded configurations keyed by the six register halves (a world switch alternates between the host's and a few
+   * VMs' values; a hit costs six compares instead of a decode and a signature lookup). Slot k's key is at
+   * `keys[6k…6k+5]` (VTCR lo/hi, VTTBR lo/hi, HCR lo/hi), its signature at `sigs[k]`; replacement is round-robin.
+   */
+  private readonly cache: S2Config[] = [];
+  private readonly keys = new Float64Array(CFG_CACHE * 6).fill(-1);
+  private readonly sigs = new Int32Array(CFG_CACHE);
+  private cacheNext = 0;
 
   /**
    * Creates an MMU with all registers zero (HCR_EL2.VM = 0: stage 2 off).
@@ -120,12 +135,14 @@ export class S2Mmu {
     this.tlb = opts.tlb ?? new Tlb();
     this.checker = opts.checker ?? null;
     this.trace = opts.trace ?? null;
+    for (let k = 0; k < CFG_CACHE; k++) this.cache.push(new S2Config());
+    this.cur = this.cache[0]!; // JUSTIFY: CFG_CACHE > 0.
     this.decode();
   }
 
   /** The current VMID (from VTTBR_EL2, 8 or 16 bits per VTCR_EL2.VS). */
   get vmid(): number {
-    return this.cfg.vmid;
+    return this.cur.vmid;
   }
 
   /** Writes VTCR_EL2. */
@@ -173,7 +190,7 @@ export class S2Mmu {
    * @param flags a bit set of `WalkFlag` (EL0, S1PTW, NO_UPDATE; AT belongs to {@link S2Mmu.at}).
    */
   translate(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
-    const cfg = this.cfg;
+    const cfg = this.cur;
     if (cfg.enabled && cfg.fault === FaultType.NONE) {
       const hit = this.tlb.lookupPerm(cfg.vmid, ipa, permBitOf(access, flags), this.permSig, out);
       if (hit === 1) {
@@ -200,7 +217,7 @@ export class S2Mmu {
   }
 
   private walkAndFill(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
-    const cfg = this.cfg;
+    const cfg = this.cur;
     this.walks++;
     const fault = s2Walk(this.mem, cfg, ipa, access, flags, out, this.trace);
     if (fault === FaultType.NONE && cfg.enabled && (flags & WalkFlag.NO_UPDATE) === 0 && this.tlb.enabled) {
@@ -211,7 +228,7 @@ export class S2Mmu {
 
   /** Which plain/EL0 access classes the leaf permits with no hardware update, by the walker's own rules. */
   private permMask(lo: number, hi: number): number {
-    const cfg = this.cfg;
+    const cfg = this.cur;
     let mask = 0;
     for (let access = 0; access <= 2; access++) {
       for (let el0 = 0; el0 <= 1; el0++) {
@@ -233,20 +250,44 @@ export class S2Mmu {
    */
   at(ipa: number, write: boolean, out: WalkResult): FaultType {
     this.walks++;
-    return s2Walk(this.mem, this.cfg, ipa, write ? AccessKind.WRITE : AccessKind.READ, WalkFlag.AT, out, this.trace);
+    return s2Walk(this.mem, this.cur, ipa, write ? AccessKind.WRITE : AccessKind.READ, WalkFlag.AT, out, this.trace);
   }
 
+  /** Makes the configuration of the current register values current: from the cache, or decoded into a slot. */
   private decode(): void {
-    decodeS2Config(this.vtcrLo, this.vtcrHi, this.vttbrLo, this.vttbrHi, this.hcrLo, this.hcrHi, this.features, this.cfg);
-    if (this.vtcrLo !== this.sigVtcrLo || this.vtcrHi !== this.sigVtcrHi || this.hcrLo !== this.sigHcrLo || this.hcrHi !== this.sigHcrHi) {
-      // Only a VTCR/HCR change recomputes the signature: a world switch changes VTTBR alone.
-      this.permSig = permSigOf(this.vtcrLo, this.vtcrHi, this.hcrLo, this.hcrHi, this.features);
-      this.sigVtcrLo = this.vtcrLo;
-      this.sigVtcrHi = this.vtcrHi;
-      this.sigHcrLo = this.hcrLo;
-      this.sigHcrHi = this.hcrHi;
+    const keys = this.keys;
+    const vtcrLo = this.vtcrLo;
+    const vtcrHi = this.vtcrHi;
+    const vttbrLo = this.vttbrLo;
+    const vttbrHi = this.vttbrHi;
+    const hcrLo = this.hcrLo;
+    const hcrHi = this.hcrHi;
+    let slot = -1;
+    for (let k = 0, o = 0; k < CFG_CACHE; k++, o += 6) {
+      if (keys[o] === vtcrLo && keys[o + 1] === vtcrHi && keys[o + 2] === vttbrLo && keys[o + 3] === vttbrHi &&
+        keys[o + 4] === hcrLo && keys[o + 5] === hcrHi) {
+        slot = k;
+        break;
+      }
     }
+    if (slot < 0) {
+      slot = this.cacheNext;
+      this.cacheNext = (slot + 1) % CFG_CACHE;
+      const cfg = this.cache[slot]!; // JUSTIFY: slot < CFG_CACHE.
+      decodeS2Config(vtcrLo, vtcrHi, vttbrLo, vttbrHi, hcrLo, hcrHi, this.features, cfg);
+      const o = slot * 6;
+      keys[o] = vtcrLo;
+      keys[o + 1] = vtcrHi;
+      keys[o + 2] = vttbrLo;
+      keys[o + 3] = vttbrHi;
+      keys[o + 4] = hcrLo;
+      keys[o + 5] = hcrHi;
+      this.sigs[slot] = permSigOf(vtcrLo, vtcrHi, hcrLo, hcrHi, this.features);
+    }
+    const cfg = this.cache[slot]!; // JUSTIFY: slot < CFG_CACHE.
+    this.cur = cfg;
+    this.permSig = this.sigs[slot]!; // JUSTIFY: as above.
     const checker = this.checker;
-    if (checker !== null) checker.addRoot(this.cfg);
+    if (checker !== null) checker.addRoot(cfg);
   }
 }

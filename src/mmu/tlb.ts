@@ -170,6 +170,14 @@ export class Tlb {
   private buckets: Int32Array = new Int32Array(0);
   private hashShift = 32;
   private evictCursor = 0;
+  /**
+   * Per-VMID doubly linked lists of the entries holding a combined copy (`cHead[vmid]`, `cNext`, `cPrev`; −1 ends),
+   * so that VMALLE1IS touches only the entries it changes: Linux issues one per broken leaf, and after the first
+   * the VMID usually has none left.
+   */
+  private cHead: Int32Array = new Int32Array(256).fill(-1);
+  private cNext: Int32Array = new Int32Array(0);
+  private cPrev: Int32Array = new Int32Array(0);
   private readonly shiftCount = new Int32Array(MAX_SHIFT);
   private readonly shifts = new Int32Array(MAX_SHIFT);
   private nShifts = 0;
@@ -232,7 +240,9 @@ export class Tlb {
           this.hits++;
           let attr = ent[o + F_ATTR]! | 0;
           if ((attr & A_COPIES) !== A_COPIES) {
-            attr |= A_COPIES; // a stage-2-only copy alone still translates, and allocates the combined copy again
+            // A stage-2-only copy alone still translates, and allocates the combined copy again.
+            if ((attr & A_COPY_C) === 0) this.cLink(i, vmid);
+            attr |= A_COPIES;
             ent[o + F_ATTR] = attr;
           }
           const sigShift = ent[o + F_SHIFT]! | 0;
@@ -289,6 +299,7 @@ export class Tlb {
     }
     const ent = this.ent;
     const o = i * STRIDE;
+    if ((ent[o + F_ATTR]! & A_COPY_C) === 0) this.cLink(i, vmid); // a new entry, or a stage-2-only one refilled
     ent[o + F_PABASE] = res.pa - (ipa - tag * POW2[shift]!); // JUSTIFY: shift < 64.
     ent[o + F_DESCPA] = res.descPa;
     ent[o + F_LO] = res.descLo >>> 0;
@@ -354,7 +365,7 @@ export class Tlb {
    * VMALLE1IS that is not preceded by IPAS2E1IS leaves translations that the next lookup revives.
    */
   vmalle1is(vmid: number): void {
-    this.removeWhere(vmid, A_COPY_C);
+    this.dropCombined(vmid);
     this.report(TlbiOp.VMALLE1IS, vmid, -1, undefined);
   }
 
@@ -453,6 +464,23 @@ export class Tlb {
     assert(inUse === this.nShifts, 'TLB: list of sizes in use');
     for (let k = 1; k < this.nShifts; k++) assert(this.shifts[k - 1]! < this.shifts[k]!, 'TLB: sizes not sorted');
     assert(this.capacity === Infinity || this.liveCount <= this.capacity, 'TLB: over capacity');
+    // The combined lists hold exactly the live entries with a combined copy, each under its own VMID, linked both ways.
+    let combined = 0;
+    for (let k = 0; k < this.liveCount; k++) if ((ent[this.live[k]! * STRIDE + F_ATTR]! & A_COPY_C) !== 0) combined++;
+    let listed = 0;
+    for (let v = 0; v < this.cHead.length; v++) {
+      let prev = -1;
+      for (let i = this.cHead[v]!; i >= 0; i = this.cNext[i]!) {
+        assert(seen[i] === 1, `TLB: combined list of VMID ${v} holds non-live entry ${i}`);
+        assert(this.vmidOf(i) === v, `TLB: entry ${i} on the combined list of VMID ${v}`);
+        assert((ent[i * STRIDE + F_ATTR]! & A_COPY_C) !== 0, `TLB: entry ${i} listed without a combined copy`);
+        assert(this.cPrev[i] === prev, `TLB: combined list back link of ${i}`);
+        prev = i;
+        listed++;
+        assert(listed <= combined, 'TLB: combined lists longer than the combined entries (cycle or duplicate)');
+      }
+    }
+    assert(listed === combined, 'TLB: combined lists miss an entry');
   }
 
   // --- internals -------------------------------------------------------------------------------------------
@@ -487,13 +515,63 @@ export class Tlb {
   /** Clears copy bits `copies` (attr-positioned) of entry `i`; frees it when none is left. Returns true if freed. */
   private dropCopies(i: number, copies: number): boolean {
     const o = i * STRIDE + F_ATTR;
-    const attr = this.ent[o]! & ~copies;
+    const old = this.ent[o]! | 0;
+    const attr = old & ~copies;
     if ((attr & A_COPIES) === 0) {
-      this.unlink(i);
+      this.unlink(i); // takes it off its combined list too
       return true;
     }
+    if ((old & copies & A_COPY_C) !== 0) this.cUnlink(i);
     this.ent[o] = attr;
     return false;
+  }
+
+  /**
+   * VMALLE1IS of `vmid`: clears the combined copy of every entry on the VMID's combined list (the entries holding
+   * one), freeing those left with no copy. The same entries change as a scan of every live entry would change.
+   */
+  private dropCombined(vmid: number): void {
+    if (vmid < 0 || vmid >= this.cHead.length) return;
+    const ent = this.ent;
+    let i = this.cHead[vmid]!;
+    this.cHead[vmid] = -1;
+    while (i >= 0) {
+      const nx = this.cNext[i]!;
+      this.cNext[i] = -1;
+      this.cPrev[i] = -1;
+      const o = i * STRIDE + F_ATTR;
+      const attr = (ent[o]! | 0) & ~A_COPY_C;
+      ent[o] = attr; // before unlink(), so that it does not look for the entry on the (already emptied) list
+      if ((attr & A_COPIES) === 0) this.unlink(i);
+      i = nx;
+    }
+  }
+
+  /** Puts entry `i` (of `vmid`) at the head of the VMID's combined list. */
+  private cLink(i: number, vmid: number): void {
+    if (vmid >= this.cHead.length) {
+      let n = this.cHead.length * 2;
+      while (n <= vmid) n *= 2;
+      const heads = new Int32Array(n).fill(-1);
+      heads.set(this.cHead);
+      this.cHead = heads;
+    }
+    const h = this.cHead[vmid]!;
+    this.cNext[i] = h;
+    this.cPrev[i] = -1;
+    if (h >= 0) this.cPrev[h] = i;
+    this.cHead[vmid] = i;
+  }
+
+  /** Takes entry `i` off its VMID's combined list. */
+  private cUnlink(i: number): void {
+    const p = this.cPrev[i]!;
+    const nx = this.cNext[i]!;
+    if (p >= 0) this.cNext[p] = nx;
+    else this.cHead[this.vmidOf(i)] = nx;
+    if (nx >= 0) this.cPrev[nx] = p;
+    this.cNext[i] = -1;
+    this.cPrev[i] = -1;
   }
 
   private invalidateIpa(vmid: number, ipa: number): void {
@@ -538,6 +616,7 @@ export class Tlb {
     const ent = this.ent;
     const o = i * STRIDE;
     const shift = this.shiftOf(i);
+    if ((ent[o + F_ATTR]! & A_COPY_C) !== 0) this.cUnlink(i);
     const b = this.hash(this.vmidOf(i), ent[o + F_TAG]!, shift);
     let p = this.buckets[b]!;
     if (p === i) this.buckets[b] = this.eNext[i]!;
@@ -587,6 +666,9 @@ export class Tlb {
     for (let i = 0; i < n; i++) this.ent[i * STRIDE + F_KEY] = -1;
     this.eNext = new Int32Array(n).fill(-1);
     this.eLivePos = new Int32Array(n).fill(-1);
+    this.cNext = new Int32Array(n).fill(-1);
+    this.cPrev = new Int32Array(n).fill(-1);
+    this.cHead.fill(-1);
     this.live = new Int32Array(n);
     this.liveCount = 0;
     this.freeList = new Int32Array(n);
@@ -611,6 +693,7 @@ export class Tlb {
       this.link(i, Math.floor(key / 64), oldEnt[oj + F_TAG]!, key % 64);
       const o = i * STRIDE;
       for (let f = F_PABASE; f <= F_SHIFT; f++) this.ent[o + f] = oldEnt[oj + f]!; // tag and key set by link()
+      if ((this.ent[o + F_ATTR]! & A_COPY_C) !== 0) this.cLink(i, Math.floor(key / 64));
     }
   }
 }
