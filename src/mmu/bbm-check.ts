@@ -99,19 +99,25 @@ const Stage = {
 } as const;
 type Stage = (typeof Stage)[keyof typeof Stage];
 
+/** A broken descriptor. Mutable so that breaking a descriptor that is still pending reuses its record in place. */
 interface BrokenRecord {
-  readonly pa: number;
-  readonly oldLo: number;
-  readonly oldHi: number;
-  readonly vmid: number;
-  readonly ipa: number;
-  readonly size: number;
-  readonly level: number;
-  readonly isTable: boolean;
+  pa: number;
+  oldLo: number;
+  oldHi: number;
+  vmid: number;
+  ipa: number;
+  size: number;
+  level: number;
+  isTable: boolean;
   /** A table with valid leaves below it: only a VMID-wide invalidation covers it. */
-  readonly needsVmidWide: boolean;
+  needsVmidWide: boolean;
   stage: Stage;
+  /** False once the record was removed from the pending set (it leaves the ordered list at the next compaction). */
+  live: boolean;
 }
+
+/** Initial capacity of the pending-TLBI arrays (they double when a DSB-less run of TLBIs is longer). */
+const PEND_INITIAL = 16;
 
 interface RootInfo {
   readonly vmid: number;
@@ -192,11 +198,19 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   isbCount = 0;
 
   private readonly mem: PhysMem;
+  /** The pending breaks by descriptor PA. */
   private readonly broken = new Map<number, BrokenRecord>();
-  private readonly pendOp: TlbiOp[] = [];
-  private readonly pendVmid: number[] = [];
-  private readonly pendIpa: number[] = [];
-  private readonly pendTtl: number[] = [];
+  /**
+   * The same records in the order they were first broken (the order violations are reported in), plus removed ones
+   * (`live` false) until the next compaction in {@link BbmChecker.onDsb} or {@link BbmChecker.checkQuiescent}.
+   */
+  private readonly order: BrokenRecord[] = [];
+  /** TLBIs issued since the last DSB: `pendN` entries of preallocated arrays (no allocation per TLBI). */
+  private pendN = 0;
+  private pendOp = new Int32Array(PEND_INITIAL);
+  private pendVmid = new Int32Array(PEND_INITIAL);
+  private pendIpa = new Float64Array(PEND_INITIAL);
+  private pendTtl = new Int32Array(PEND_INITIAL);
   private roots: RootInfo[] = [];
   private readonly frames = new Map<number, TableInfo>();
   private indexDirty = true;
@@ -282,16 +296,33 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       const info = isTable ? this.tableOf(pa) : null;
       const needsVmidWide =
         isTable && info !== null && this.hasValidLeaf(info.root, s2DescAddr(oldLo, oldHi, info.root.gShift, info.root.oaFormat), loc.level + 1, 0);
-      this.broken.set(pa, {
+      const prev = this.broken.get(pa);
+      if (prev !== undefined) {
+        // Broken again while still pending (restored by a plain store): the record keeps its place in the order.
+        prev.oldLo = oldLo;
+        prev.oldHi = oldHi;
+        prev.vmid = loc.vmid;
+        prev.ipa = loc.ipa;
+        prev.size = loc.size;
+        prev.level = loc.level;
+        prev.isTable = isTable;
+        prev.needsVmidWide = needsVmidWide;
+        prev.stage = Stage.WRITTEN;
+        return;
+      }
+      const rec: BrokenRecord = {
         pa, oldLo, oldHi, vmid: loc.vmid, ipa: loc.ipa, size: loc.size, level: loc.level, isTable, needsVmidWide,
-        stage: Stage.WRITTEN,
-      });
+        stage: Stage.WRITTEN, live: true,
+      };
+      this.broken.set(pa, rec);
+      this.order.push(rec);
       return;
     }
     if (!oldValid) {
-      const rec = this.broken.get(pa);
+      const rec = this.broken.size === 0 ? undefined : this.broken.get(pa);
       if (rec !== undefined) {
         this.broken.delete(pa);
+        rec.live = false;
         const reason = bbmReason(rec.oldLo, rec.oldHi, newLo, newHi, rec.level);
         if (reason !== null) {
           this.report(BbmViolationKind.MAKE_BEFORE_INVALIDATE, pa, rec.oldLo, rec.oldHi, newLo, newHi, rec.vmid, rec.ipa, rec.level,
@@ -315,23 +346,37 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
 
   /** Records an issued TLBI; it takes effect for the checker at the next DSB. */
   onTlbi(op: TlbiOp, vmid: number, ipa: number, ttl: number): void {
-    this.pendOp.push(op);
-    this.pendVmid.push(vmid);
-    this.pendIpa.push(ipa);
-    this.pendTtl.push(ttl);
+    const k = this.pendN;
+    if (k === this.pendOp.length) this.growPending();
+    this.pendOp[k] = op;
+    this.pendVmid[k] = vmid;
+    this.pendIpa[k] = ipa;
+    this.pendTtl[k] = ttl;
+    this.pendN = k + 1;
   }
 
   /** Completes the TLBIs issued since the last DSB and advances each broken descriptor's sequence. */
   onDsb(): void {
     this.dsbCount++;
-    const n = this.pendOp.length;
-    for (const rec of this.broken.values()) {
+    const n = this.pendN;
+    this.pendN = 0;
+    if (this.broken.size === 0) {
+      if (this.order.length !== 0) this.order.length = 0; // only removed records can be left
+      return;
+    }
+    const order = this.order;
+    const total = order.length;
+    let w = 0;
+    for (let r = 0; r < total; r++) {
+      const rec = order[r]!; // JUSTIFY: r < length.
+      if (!rec.live) continue;
+      order[w++] = rec; // kept unless completed below (stable compaction: the report order stays)
       let vmidWide = false;
       let stage1 = false;
       let ipaHit = false;
       for (let k = 0; k < n; k++) {
-        const op = this.pendOp[k]!;
-        const vmid = this.pendVmid[k]!;
+        const op = this.pendOp[k] as TlbiOp; // JUSTIFY: k < pendN; onTlbi stores TlbiOp values only.
+        const vmid = this.pendVmid[k]!; // JUSTIFY: as above.
         switch (op) {
           case TlbiOp.ALLE1IS:
             vmidWide = true;
@@ -357,14 +402,13 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       }
       if (vmidWide || (rec.stage === Stage.S2_DONE && stage1)) {
         this.broken.delete(rec.pa);
+        rec.live = false;
+        w--;
         continue;
       }
       if (rec.stage === Stage.VISIBLE && ipaHit) rec.stage = Stage.S2_DONE;
     }
-    this.pendOp.length = 0;
-    this.pendVmid.length = 0;
-    this.pendIpa.length = 0;
-    this.pendTtl.length = 0;
+    if (w !== total) order.length = w;
   }
 
   /** Counts an ISB (the checker's rules need none: it only makes the change visible to the executing PE). */
@@ -414,12 +458,21 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
    */
   checkQuiescent(): number {
     let n = 0;
-    for (const rec of this.broken.values()) {
+    const order = this.order;
+    if (this.broken.size === 0) {
+      if (order.length !== 0) order.length = 0;
+      return 0;
+    }
+    for (let k = 0; k < order.length; k++) {
+      const rec = order[k]!; // JUSTIFY: k < length.
+      if (!rec.live) continue;
+      rec.live = false;
       this.report(BbmViolationKind.MISSING_TLBI, rec.pa, rec.oldLo, rec.oldHi, rec.oldLo & ~1, rec.oldHi, rec.vmid, rec.ipa, rec.level,
         `descriptor invalidated but ${missingStep(rec)}`);
       n++;
     }
     this.broken.clear();
+    this.order.length = 0;
     return n;
   }
 
@@ -430,6 +483,22 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   }
 
   // --- internals --------------------------------------------------------------------------------------------
+
+  private growPending(): void {
+    const n = this.pendOp.length * 2;
+    const op = new Int32Array(n);
+    const vmid = new Int32Array(n);
+    const ipa = new Float64Array(n);
+    const ttl = new Int32Array(n);
+    op.set(this.pendOp);
+    vmid.set(this.pendVmid);
+    ipa.set(this.pendIpa);
+    ttl.set(this.pendTtl);
+    this.pendOp = op;
+    this.pendVmid = vmid;
+    this.pendIpa = ipa;
+    this.pendTtl = ttl;
+  }
 
   private ipaCovers(rec: BrokenRecord, op: TlbiOp, ipa: number, ttl: number): boolean {
     if (rec.needsVmidWide) return false;
@@ -452,14 +521,26 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     return this.stillLinked(info, 6) ? info : null;
   }
 
+  /**
+   * Whether the chain of table descriptors from `info` up to a registered root is still linked in memory, following
+   * at most `depth` tables (a loop up the chain).
+   */
   private stillLinked(info: TableInfo, depth: number): boolean {
-    if (depth === 0) return false;
-    if (info.parentPa < 0) return this.roots.some((r) => r === info.root);
     const s = this.scratch;
-    if (!this.mem.read64(info.parentPa, s) || (s.lo & 3) !== 3) return false;
-    if (s2DescAddr(s.lo, s.hi, info.root.gShift, info.root.oaFormat) !== info.base) return false;
-    const parent = this.frames.get(Math.floor(info.parentPa / FRAME));
-    return parent !== undefined && parent.level === info.level - 1 && this.stillLinked(parent, depth - 1);
+    let t = info;
+    for (let d = depth; d > 0; d--) {
+      if (t.parentPa < 0) {
+        const roots = this.roots;
+        for (let k = 0; k < roots.length; k++) if (roots[k] === t.root) return true;
+        return false;
+      }
+      if (!this.mem.read64(t.parentPa, s) || (s.lo & 3) !== 3) return false;
+      if (s2DescAddr(s.lo, s.hi, t.root.gShift, t.root.oaFormat) !== t.base) return false;
+      const parent = this.frames.get(Math.floor(t.parentPa / FRAME));
+      if (parent === undefined || parent.level !== t.level - 1) return false;
+      t = parent;
+    }
+    return false;
   }
 
   /** After a descriptor at `pa` became a valid table, index the table it points to (incremental linking). */
