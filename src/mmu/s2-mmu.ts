@@ -216,6 +216,28 @@ export class S2Mmu {
     return this.walkAndFill(ipa, access, flags, out);
   }
 
+  /**
+   * {@link S2Mmu.translate} for callers that use only the output address of a successful translation (a guest's
+   * load or store, a host access): the same outcome, counters, TLB and checker effects, and the same `out` on any
+   * fault or when a checker is attached; on a successful TLB hit that the cached permission mask allows, only
+   * `out.fault`, `out.ipa` and `out.pa` are written (the other fields keep older values).
+   */
+  translatePa(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
+    const cfg = this.cur;
+    if (this.checker === null && cfg.enabled && cfg.fault === FaultType.NONE) {
+      const permBit = permBitOf(access, flags);
+      if (permBit !== 0) {
+        const hit = this.tlb.lookupPa(cfg.vmid, ipa, permBit, this.permSig, out);
+        if (hit === 1) {
+          this.tlbHits++;
+          return FaultType.NONE;
+        }
+        if (hit === 0) return this.walkAndFill(ipa, access, flags, out); // the miss is counted, as translate would
+      }
+    }
+    return this.translate(ipa, access, flags, out);
+  }
+
   private walkAndFill(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
     const cfg = this.cur;
     this.walks++;

@@ -275,6 +275,46 @@ export class Tlb {
   }
 
   /**
+   * The short form of {@link Tlb.lookupPerm} for callers that need only the output address: on a hit whose cached
+   * permission mask has `permBit` set under signature `permSig`, sets `out.fault` (NONE), `out.ipa` and `out.pa`
+   * only, counts the hit and returns 1. Returns 0 on a miss (counted; `out` untouched) and 2 on a hit that needs the
+   * full check (not counted and nothing changed: the caller then calls {@link Tlb.lookupPerm}, which counts it).
+   */
+  lookupPa(vmid: number, ipa: number, permBit: number, permSig: number, out: WalkResult): number {
+    const n = this.nShifts;
+    const ent = this.ent;
+    const buckets = this.buckets;
+    const next = this.eNext;
+    const hashShift = this.hashShift;
+    const vmidHash = Math.imul(vmid + 1, 0x165667b1);
+    for (let k = 0; k < n; k++) {
+      const shift = this.shifts[k]!; // JUSTIFY: k < nShifts.
+      const tag = Math.floor(ipa * INV_POW2[shift]!); // JUSTIFY: shift < 64.
+      const key = vmid * 64 + shift;
+      // Same function as hash(), by hand. JUSTIFY: `tag >>> 0` is ToUint32, exact modulo 2^32.
+      let i = buckets[Math.imul((tag >>> 0) ^ vmidHash ^ Math.imul(shift, 0x27d4eb2f), 0x9e3779b1) >>> hashShift]!;
+      while (i >= 0) {
+        const o = i * STRIDE;
+        if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) {
+          const attr = ent[o + F_ATTR]! | 0;
+          // Both copies present (nothing to re-create), the access class known to be permitted, same signature.
+          if ((attr & A_COPIES) !== A_COPIES || ((attr >>> A_PERM_SHIFT) & permBit) === 0 || (ent[o + F_SHIFT]! | 0) >>> 6 !== permSig) {
+            return 2;
+          }
+          this.hits++;
+          out.fault = FaultType.NONE;
+          out.ipa = ipa;
+          out.pa = ent[o + F_PABASE]! + (ipa - tag * POW2[shift]!);
+          return 1;
+        }
+        i = next[i]!;
+      }
+    }
+    this.misses++;
+    return 0;
+  }
+
+  /**
    * Caches the leaf of a successful walk of `ipa` for `vmid`, replacing any entry with the same VMID, size and
    * base. A no-op when the TLB is off. Throws {@link InvariantError} if `res` is a fault (API misuse).
    * @param perm optional precomputed permission mask for {@link Tlb.lookupPerm} (bit k set: the access class k is

@@ -5,7 +5,8 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { s2Page, s2Invalid } from '../../src/arch/desc-codec.js';
+import { s2Block, s2Page, s2Invalid } from '../../src/arch/desc-codec.js';
+import { FaultType } from '../../src/arch/fault.js';
 import { ARMV8_4_PA48_FEATURES, QEMU_MAX_FEATURES } from '../../src/arch/features.js';
 import { Granule, levelShift } from '../../src/arch/granule.js';
 import { hcr } from '../../src/arch/hcr.js';
@@ -15,6 +16,7 @@ import { PhysMem } from '../../src/mem/phys-mem.js';
 import { BbmChecker, BbmViolationKind } from '../../src/mmu/bbm-check.js';
 import { S2Config, makeS2Config } from '../../src/mmu/s2-config.js';
 import { S2Mmu } from '../../src/mmu/s2-mmu.js';
+import { AccessKind, WalkFlag } from '../../src/mmu/s2-walk.js';
 import { Tlb } from '../../src/mmu/tlb.js';
 import { WalkResult } from '../../src/mmu/walk-result.js';
 import { S2Tree } from './helpers/s2-tree.js';
@@ -226,4 +228,74 @@ t.test('BBM checker: pending TLBIs beyond the initial arrays, and the report ord
   t.same(kinds, [`${BbmViolationKind.MISSING_TLBI} ${ipas[1]!.toString(16)}`, `${BbmViolationKind.MISSING_TLBI} ${ipas[2]!.toString(16)}`]);
   t.same(checker.violations.slice(0, before).map((v) => v.kind), [BbmViolationKind.MAKE_BEFORE_INVALIDATE]);
   t.equal(checker.pendingBreaks, 0);
+});
+
+t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as translate; the full result on a fault', async (t) => {
+  const RAM = 0x4000_0000;
+  const ROOT = 0x4800_0000;
+  const VMID = 9;
+  const ipas = [0x20_0000, 0x20_1000, 0x20_2000, 0x4000_0000, 0x4000_5000];
+  const setup = (): { mem: PhysMem; mmu: S2Mmu; tlb: Tlb; pas: number[] } => {
+    const mem = new PhysMem();
+    mem.addRegion(RAM, 0x1000_0000);
+    const tlb = new Tlb();
+    const mmu = new S2Mmu(mem, QEMU_MAX_FEATURES, { tlb });
+    const tree = new S2Tree(mem, { granule: '4k', ias: 39, startLevel: 1, base: ROOT }, 0x4810_0000);
+    const pas = ipas.slice(0, 3).map((ipa, i) => tree.set(ipa, 3, s2Page({ oa: 0x4a00_0000 + i * PAGE })));
+    pas.push(tree.set(0x4000_0000, 2, s2Block({ oa: 0x4c00_0000, level: 2 })));
+    // HA and HD on: AF = 0 and writable-clean leaves need a hardware update, which a cached leaf cannot serve.
+    mmu.setRegs(vtcr({ t0sz: 25, sl0: 1, tg0: '4k', ps: 2, ha: true, hd: true }), vttbr({ baddr: ROOT, vmid: VMID }), hcr({ vm: true, rw: true }));
+    return { mem, mmu, tlb, pas };
+  };
+  // Leaf variants: read-write, read-only, no access, AF clear, DBM writable-clean, execute-never.
+  const variants = [
+    (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa }) : s2Block({ oa, level: lvl })),
+    (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, ap: 'RO' }) : s2Block({ oa, level: lvl, ap: 'RO' })),
+    (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, ap: 'NONE' }) : s2Block({ oa, level: lvl, ap: 'NONE' })),
+    (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, af: false }) : s2Block({ oa, level: lvl, af: false })),
+    (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, ap: 'RO', dbm: true }) : s2Block({ oa, level: lvl, ap: 'RO', dbm: true })),
+    (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, xn: 2 }) : s2Block({ oa, level: lvl, xn: 2 })),
+  ];
+  type Op = { k: 'access'; i: number; access: number; flags: number } | { k: 'rewrite'; leaf: number; v: number } | { k: 'tlbi'; i: number } | { k: 'flush' };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 6, arbitrary: fc.record({ k: fc.constant('access' as const), i: fc.integer({ min: 0, max: ipas.length - 1 }), access: fc.integer({ min: 0, max: 2 }), flags: fc.constantFrom(0, WalkFlag.EL0, WalkFlag.S1PTW) }) },
+    { weight: 2, arbitrary: fc.record({ k: fc.constant('rewrite' as const), leaf: fc.integer({ min: 0, max: 3 }), v: fc.integer({ min: 0, max: variants.length - 1 }) }) },
+    { weight: 1, arbitrary: fc.record({ k: fc.constant('tlbi' as const), i: fc.integer({ min: 0, max: ipas.length - 1 }) }) },
+    { weight: 1, arbitrary: fc.constant({ k: 'flush' as const }) },
+  );
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), (ops) => {
+      const a = setup();
+      const b = setup();
+      const ra = new WalkResult();
+      const rb = new WalkResult();
+      for (const o of ops) {
+        for (const s of [a, b]) {
+          if (o.k === 'rewrite') {
+            // No TLBI: cached leaves may now disagree with memory, and both forms must serve the same stale entry.
+            const d = variants[o.v]!(o.leaf === 3 ? 0x4c00_0000 : 0x4a00_0000 + o.leaf * PAGE, o.leaf === 3 ? 2 : 3);
+            s.mem.write64(s.pas[o.leaf]!, d.lo, d.hi);
+          } else if (o.k === 'tlbi') {
+            s.tlb.ipas2e1is(VMID, ipas[o.i]!);
+            s.tlb.vmalle1is(VMID);
+          } else if (o.k === 'flush') {
+            s.tlb.vmalls12e1is(VMID);
+          }
+        }
+        if (o.k !== 'access') continue;
+        const ipa = ipas[o.i]! + 0x18;
+        const fa = a.mmu.translate(ipa, o.access as AccessKind, o.flags, ra);
+        const fb = b.mmu.translatePa(ipa, o.access as AccessKind, o.flags, rb);
+        if (fa !== fb || ra.fault !== rb.fault || ra.ipa !== rb.ipa) return false;
+        if (fa === FaultType.NONE ? ra.pa !== rb.pa : JSON.stringify(ra) !== JSON.stringify(rb)) return false;
+        const counters = (s: typeof a): string => `${s.mmu.walks} ${s.mmu.tlbHits} ${s.tlb.hits} ${s.tlb.misses} ${s.tlb.size}`;
+        if (counters(a) !== counters(b)) return false;
+        const shift = o.i >= 3 ? levelShift(Granule.G4K, 2) : PAGE_SHIFT;
+        if (a.tlb.copiesOf(a.tlb.probe(VMID, ipa, shift)) !== b.tlb.copiesOf(b.tlb.probe(VMID, ipa, shift))) return false;
+      }
+      return true;
+    }),
+    { numRuns: 150 },
+  );
+  t.pass('150 random sequences agreed');
 });
