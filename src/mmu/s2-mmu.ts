@@ -220,7 +220,8 @@ export class S2Mmu {
    * {@link S2Mmu.translate} for callers that use only the output address of a successful translation (a guest's
    * load or store, a host access): the same outcome, counters, TLB and checker effects, and the same `out` on any
    * fault or when a checker is attached; on a successful TLB hit that the cached permission mask allows, only
-   * `out.fault`, `out.ipa` and `out.pa` are written (the other fields keep older values).
+   * the fault record (`fault`, `level`, `s1ptw`) and `ipa`, `pa` are written (the leaf fields keep older values).
+   * Callers that read only `pa` after success (and the fault record after a fault) can switch from `translate`.
    */
   translatePa(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
     const cfg = this.cur;

@@ -276,8 +276,9 @@ export class Tlb {
 
   /**
    * The short form of {@link Tlb.lookupPerm} for callers that need only the output address: on a hit whose cached
-   * permission mask has `permBit` set under signature `permSig`, sets `out.fault` (NONE), `out.ipa` and `out.pa`
-   * only, counts the hit and returns 1. Returns 0 on a miss (counted; `out` untouched) and 2 on a hit that needs the
+   * permission mask has `permBit` set under signature `permSig`, sets only the fault record (`out.fault` = NONE,
+   * `out.level` = 0, `out.s1ptw` = false, as {@link Tlb.lookupPerm} does) and `out.ipa`, `out.pa`, counts the hit
+   * and returns 1. Returns 0 on a miss (counted; `out` untouched) and 2 on a hit that needs the
    * full check (not counted and nothing changed: the caller then calls {@link Tlb.lookupPerm}, which counts it).
    */
   lookupPa(vmid: number, ipa: number, permBit: number, permSig: number, out: WalkResult): number {
@@ -303,6 +304,8 @@ export class Tlb {
           }
           this.hits++;
           out.fault = FaultType.NONE;
+          out.level = 0;
+          out.s1ptw = false;
           out.ipa = ipa;
           out.pa = ent[o + F_PABASE]! + (ipa - tag * POW2[shift]!);
           return 1;

@@ -286,7 +286,7 @@ t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as transla
         const ipa = ipas[o.i]! + 0x18;
         const fa = a.mmu.translate(ipa, o.access as AccessKind, o.flags, ra);
         const fb = b.mmu.translatePa(ipa, o.access as AccessKind, o.flags, rb);
-        if (fa !== fb || ra.fault !== rb.fault || ra.ipa !== rb.ipa) return false;
+        if (fa !== fb || ra.fault !== rb.fault || ra.ipa !== rb.ipa || ra.level !== rb.level || ra.s1ptw !== rb.s1ptw) return false;
         if (fa === FaultType.NONE ? ra.pa !== rb.pa : JSON.stringify(ra) !== JSON.stringify(rb)) return false;
         const counters = (s: typeof a): string => `${s.mmu.walks} ${s.mmu.tlbHits} ${s.tlb.hits} ${s.tlb.misses} ${s.tlb.size}`;
         if (counters(a) !== counters(b)) return false;
