@@ -139,6 +139,10 @@ interface TableInfo {
   readonly ipaBase: number;
   /** PA of the table descriptor pointing here, or −1 for a root. */
   readonly parentPa: number;
+  /** The table holding {@link TableInfo.parentPa} when this one was indexed (null for a root). */
+  readonly parent: TableInfo | null;
+  /** Set once the index no longer maps every page of this table to it (replaced, or the index was cleared). */
+  dead: boolean;
 }
 
 /** Where a descriptor sits: filled by {@link BbmChecker.locate}. */
@@ -248,14 +252,14 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     };
     this.roots = [root, ...roots.filter((r) => !(r.vmid === cfg.vmid && r.base === cfg.baseAddr))];
     this.indexDirty = true;
-    this.frames.clear(); // the new root takes precedence on pages it shares with older ones
+    this.clearFrames(); // the new root takes precedence on pages it shares with older ones
   }
 
   /** Forgets a root (its VM was torn down and its table pages may be reused). */
   removeRoot(vmid: number, base: number): void {
     this.roots = this.roots.filter((r) => !(r.vmid === vmid && r.base === base));
     this.indexDirty = true;
-    this.frames.clear();
+    this.clearFrames();
   }
 
   /** Number of broken descriptors whose TLB maintenance has not completed yet. */
@@ -371,6 +375,12 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       const rec = order[r]!; // JUSTIFY: r < length.
       if (!rec.live) continue;
       order[w++] = rec; // kept unless completed below (stable compaction: the report order stays)
+      if (rec.stage === Stage.WRITTEN) {
+        // TLBIs issued with it may have been performed before the invalid entry was visible: they do not count.
+        rec.stage = Stage.VISIBLE;
+        continue;
+      }
+      if (n === 0) continue;
       let vmidWide = false;
       let stage1 = false;
       let ipaHit = false;
@@ -394,11 +404,6 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
           default:
             assertNever(op, 'TlbiOp');
         }
-      }
-      if (rec.stage === Stage.WRITTEN) {
-        // These TLBIs may have been performed before the invalid entry was visible: they do not count.
-        rec.stage = Stage.VISIBLE;
-        continue;
       }
       if (vmidWide || (rec.stage === Stage.S2_DONE && stage1)) {
         this.broken.delete(rec.pa);
@@ -536,8 +541,10 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       }
       if (!this.mem.read64(t.parentPa, s) || (s.lo & 3) !== 3) return false;
       if (s2DescAddr(s.lo, s.hi, t.root.gShift, t.root.oaFormat) !== t.base) return false;
-      const parent = this.frames.get(Math.floor(t.parentPa / FRAME));
-      if (parent === undefined || parent.level !== t.level - 1) return false;
+      // A live parent pointer is what the index maps the parent's page to (any change marks it dead): skip the lookup.
+      let parent = t.parent;
+      if (parent === null || parent.dead) parent = this.frames.get(Math.floor(t.parentPa / FRAME)) ?? null;
+      if (parent === null || parent.level !== t.level - 1) return false;
       t = parent;
     }
     return false;
@@ -555,23 +562,33 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     const child = s2DescAddr(lo, hi, root.gShift, root.oaFormat);
     this.scan({
       root, level: parent.level + 1, base: child, entries: 2 ** root.stride,
-      ipaBase: parent.ipaBase + idx * 2 ** levelShiftOf(root, parent.level), parentPa: pa,
+      ipaBase: parent.ipaBase + idx * 2 ** levelShiftOf(root, parent.level), parentPa: pa, parent, dead: false,
     });
   }
 
   private addTable(t: TableInfo): void {
     const first = Math.floor(t.base / FRAME);
     const last = Math.floor((t.base + t.entries * 8 - 1) / FRAME);
-    for (let f = first; f <= last; f++) this.frames.set(f, t);
+    for (let f = first; f <= last; f++) {
+      const prev = this.frames.get(f);
+      if (prev !== undefined && prev !== t) prev.dead = true;
+      this.frames.set(f, t);
+    }
+  }
+
+  /** Empties the index, marking every table in it dead (their children then look their parents up again). */
+  private clearFrames(): void {
+    for (const info of this.frames.values()) info.dead = true;
+    this.frames.clear();
   }
 
   /** Re-indexes every table reachable from the registered roots (most recent root first wins a shared page). */
   private rebuild(): void {
-    this.frames.clear();
+    this.clearFrames();
     this.indexDirty = false;
     for (let r = this.roots.length - 1; r >= 0; r--) {
       const root = this.roots[r]!; // JUSTIFY: r < length.
-      this.scan({ root, level: root.startLevel, base: root.base, entries: root.startEntries, ipaBase: 0, parentPa: -1 });
+      this.scan({ root, level: root.startLevel, base: root.base, entries: root.startEntries, ipaBase: 0, parentPa: -1, parent: null, dead: false });
     }
   }
 
@@ -587,7 +604,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       const child = s2DescAddr(s.lo, s.hi, root.gShift, root.oaFormat);
       const known = this.frames.get(Math.floor(child / FRAME));
       if (known !== undefined && known.root === root) continue; // a loop or an alias within this root
-      this.scan({ root, level: t.level + 1, base: child, entries: 2 ** root.stride, ipaBase: t.ipaBase + i * 2 ** shift, parentPa: pa });
+      this.scan({ root, level: t.level + 1, base: child, entries: 2 ** root.stride, ipaBase: t.ipaBase + i * 2 ** shift, parentPa: pa, parent: t, dead: false });
     }
   }
 
