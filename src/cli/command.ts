@@ -24,6 +24,8 @@ export interface CliIo {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Directory relative paths are resolved against. */
   readonly cwd: string;
+  /** Standard error is a terminal (progress lines); absent means no. */
+  readonly isTTY?: boolean;
 }
 
 /** One subcommand of `s2emu`. */

@@ -64,6 +64,7 @@ export function processIo(): CliIo {
     err: (s) => void process.stderr.write(s),
     env: process.env,
     cwd: process.cwd(),
+    isTTY: process.stderr.isTTY === true,
   };
 }
 

@@ -20,6 +20,7 @@
 
 import { PAGE_SIZE } from '../arch/addr.js';
 import { Err, type Ret } from '../arch/errno.js';
+import { Bug, injected } from '../arch/inject.js';
 import type { PhysMem } from '../mem/phys-mem.js';
 import type { Memcache } from '../pgtable/mm-ops.js';
 import { kvmPgtableHypMap, kvmPgtableHypUnmap } from '../pgtable/hyp.js';
@@ -239,6 +240,7 @@ export function hostShareHyp(hyp: Hyp, pfn: number): Ret {
   hyp.locks.lock(HypLock.HOST);
   hyp.locks.lock(HypLock.HYP);
   let ret = checkHostStateLocked(hyp, pa, PAGE_SIZE, PageState.OWNED);
+  if (ret !== 0 && injected(Bug.MUTATE_BEFORE_FAIL) && hyp.isMemory(pa)) setHostStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_OWNED);
   if (ret === 0) ret = checkHypStateLocked(hyp, pa, PAGE_SIZE, PageState.NOPAGE);
   if (ret === 0) {
     hyp.warnOn(setHostStateLocked(hyp, pa, PAGE_SIZE, PageState.SHARED_OWNED), 'host_share_hyp: host state');
@@ -417,7 +419,7 @@ function hostToGuest(hyp: Hyp, pfn: number, gfn: number, vcpu: HypVcpu, donate: 
   hyp.locks.lock(HypLock.HOST);
   hyp.locks.lock(HypLock.GUEST, vm.idx);
   let ret = checkHostStateLocked(hyp, pa, PAGE_SIZE, PageState.OWNED);
-  if (ret === 0) ret = checkGuestStateLocked(hyp, vm, ipa, PAGE_SIZE, PageState.NOPAGE);
+  if (ret === 0 && !injected(Bug.SHARE_NO_COMPLETER_CHECK)) ret = checkGuestStateLocked(hyp, vm, ipa, PAGE_SIZE, PageState.NOPAGE);
   if (ret === 0 && guestMemcacheShort(vcpu)) ret = Err.ENOMEM;
   if (ret === 0) {
     if (donate) {
@@ -546,7 +548,7 @@ export function hostReclaimPage(hyp: Hyp, pfn: number): Ret {
       ret = Err.EPERM;
     } else {
       if ((vmm.flags[x]! & HypPageFlag.NEED_POISONING) !== 0) {
-        hyp.mem.zero(pa, PAGE_SIZE);
+        if (!injected(Bug.RECLAIM_NO_POISON)) hyp.mem.zero(pa, PAGE_SIZE);
         vmm.flags[x] = vmm.flags[x]! & ~HypPageFlag.NEED_POISONING;
       }
       ret = hostStage2SetOwnerLocked(hyp, pa, PAGE_SIZE, PkvmId.HOST);

@@ -20,6 +20,7 @@
  */
 
 import { assert, assertNever } from '../arch/assert.js';
+import { Bug, injected } from '../arch/inject.js';
 import { Err, type Ret } from '../arch/errno.js';
 import { granuleShift, levelShift, type Granule } from '../arch/granule.js';
 import {
@@ -286,7 +287,7 @@ export function kvmPgtableStage2PteProt(lo: number, hi: number, out: Halves): vo
 
 /** `stage2_pte_is_counted()`: any non-zero PTE holds a reference on its table page. */
 export function stage2PteIsCounted(lo: number, hi: number): boolean {
-  return lo !== 0 || hi !== 0;
+  return injected(Bug.REFCOUNT_IGNORES_ANNOTATIONS) ? (lo & 1) !== 0 : lo !== 0 || hi !== 0;
 }
 
 /** `stage2_pte_is_locked()`: invalid with `KVM_INVALID_PTE_LOCKED`. */
@@ -359,8 +360,12 @@ function stage2TryBreakPte(ctx: VisitCtx<unknown>, pgt: KvmPgtable): boolean {
     pgt.warn('stage2_try_break_pte: PTE already locked in an exclusive walk');
     return false;
   }
+  if (injected(Bug.SKIP_BBM_BREAK) && kvmPteValid(oldLo)) {
+    if (stage2PteIsCounted(oldLo, oldHi)) ctx.mmOps.putPage(ctx.ptep); // planted bug: no break, no TLBI
+    return true;
+  }
   ctx.mem.writeDesc(ctx.ptep, KVM_INVALID_PTE_LOCKED_LO, 0);
-  if ((ctx.flags & WalkFlags.SKIP_BBM_TLBI) === 0) {
+  if ((ctx.flags & WalkFlags.SKIP_BBM_TLBI) === 0 && !injected(Bug.MISSING_TLBI_UNMAP)) {
     const mmu = mmuOf(pgt);
     if (kvmPteTable(oldLo, ctx.level)) {
       const size = kvmGranuleSize(ctx.granule, ctx.level);
@@ -650,7 +655,9 @@ export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: 
 function stage2UnmapPutPte(ctx: VisitCtx<KvmPgtable>, mmu: KvmS2Mmu): void {
   if (kvmPteValid(ctx.oldLo)) {
     ctx.mem.writeDesc(ctx.ptep, 0, 0);
-    if (kvmPteTable(ctx.oldLo, ctx.level)) {
+    if (injected(Bug.MISSING_TLBI_UNMAP)) {
+      // planted bug: no TLBI for the entry just cleared
+    } else if (kvmPteTable(ctx.oldLo, ctx.level)) {
       kvmTlbFlushVmidIpa(mmu.tlb, mmu.vmid, ctx.addr, TLBI_TTL_UNKNOWN);
     } else {
       kvmTlbFlushVmidIpa(mmu.tlb, mmu.vmid, ctx.addr, ctx.level);

@@ -59,9 +59,6 @@ function intArg(s: string | undefined, dflt: number, min: number, max: number): 
   return Number.isSafeInteger(n) && n >= min && n <= max ? n : null;
 }
 
-/** The CLI io may say whether standard error is a terminal (`main.ts` sets it for the process). */
-type TtyIo = CliIo & { readonly isTTY?: boolean };
-
 /** Runs the fuzzer; see the module comment. */
 export function runFuzzCommand(argv: readonly string[], io: CliIo): ExitCode {
   const p = parseCommandArgs<FuzzFlags>(argv, {
@@ -106,7 +103,7 @@ export function runFuzzCommand(argv: readonly string[], io: CliIo): ExitCode {
   const wantCoverage = v.coverage === true || v['require-coverage'] === true;
   // S2EMU_PROGRESS=1 / 0 forces the progress line on / off (e.g. under a terminal multiplexer that is not a TTY).
   const force = io.env.S2EMU_PROGRESS;
-  const tty = v.json !== true && (force === '1' || (force !== '0' && (io as TtyIo).isTTY === true));
+  const tty = v.json !== true && (force === '1' || (force !== '0' && io.isTTY === true));
   if (!v.json) io.out(`s2emu fuzz: seed ${seed}, ${steps} steps, profile ${profile}, up to ${vms} VMs x ${vcpus} vCPUs${inject !== Bug.NONE ? `, injected bug ${inject}` : ''}\n`);
   const r = runFuzz({
     seed,

@@ -11,9 +11,10 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseScenario } from '../../check/scenario-schema.js';
 import { runScenario } from '../../check/scenario-run.js';
+import { Bug, BUG_KINDS, parseBug, setInjectedBug } from '../../arch/inject.js';
 import { ExitCode, parseCommandArgs, usageError, type CliIo, type Command } from '../command.js';
 
-const USAGE = `usage: s2emu run [--trace] [--tlb on|off] [--no-invariants] [--summary] SCENARIO.json|DIR...
+const USAGE = `usage: s2emu run [--trace] [--tlb on|off] [--no-invariants] [--summary] [--inject KIND] SCENARIO.json|DIR...
 
 Runs each scenario (directories: every *.json in them, sorted) on a fresh machine and prints one JSON line per step (its results and the expectations
 checked), then "N passed, N failed" over every expectation of every scenario.
@@ -21,6 +22,7 @@ checked), then "N passed, N failed" over every expectation of every scenario.
   --tlb on|off     override machine.tlb (off: every access walks; results must not change)
   --no-invariants  do not check the ghost-state invariants after every hypercall
   --summary        print only failed checks and the totals, not the per-step trace
+  --inject KIND    plant a known bug (as s2emu fuzz --inject) to replay a fuzzer reproducer
 Format: fixtures/scenario.schema.json. A scenario is {"machine": {"ram": [{"base", "size"}], "cpus", "pa_bits",
 "profile", "hyp_pool", "tlb"}, "steps": [...]}; each step's first key names its kind: hvc, vm_create, vm_destroy,
 vcpu_load, vcpu_put, memcache_topup, guest_access, handle_exit, guest_hvc, host_access, host_event, expect_page,
@@ -32,6 +34,7 @@ interface RunFlags {
   tlb?: string;
   'no-invariants'?: boolean;
   summary?: boolean;
+  inject?: string;
 }
 
 /** Runs scenario files; see the module comment. */
@@ -41,9 +44,12 @@ export function runRun(argv: readonly string[], io: CliIo): ExitCode {
     tlb: { type: 'string' },
     'no-invariants': { type: 'boolean' },
     summary: { type: 'boolean' },
+    inject: { type: 'string' },
   });
   if (!p.ok) return usageError(io, runCommand, p.message);
   if (p.positionals.length === 0) return usageError(io, runCommand, 'expected at least one scenario file');
+  const bug = p.values.inject === undefined ? Bug.NONE : parseBug(p.values.inject);
+  if (bug === null) return usageError(io, runCommand, `--inject: expected one of ${BUG_KINDS.join(', ')}, got "${p.values.inject}"`);
   const tlbFlag = p.values.tlb;
   if (tlbFlag !== undefined && tlbFlag !== 'on' && tlbFlag !== 'off') return usageError(io, runCommand, `--tlb: expected "on" or "off", got "${tlbFlag}"`);
 
@@ -80,11 +86,14 @@ export function runRun(argv: readonly string[], io: CliIo): ExitCode {
   let passed = 0;
   let failed = 0;
   for (const s of parsed) {
+    // A fuzzer reproducer of a planted bug (`s2emu fuzz --inject`) replays with the same bug planted.
+    const prevBug = setInjectedBug(bug);
     const rep = runScenario(s, {
       trace: p.values.trace === true,
       ...(tlbFlag !== undefined ? { tlb: tlbFlag === 'on' } : {}),
       invariants: p.values['no-invariants'] !== true,
     });
+    setInjectedBug(prevBug);
     if (rep.inputErrors.length > 0) {
       io.err(rep.inputErrors.map((e) => `s2emu run: ${e}`).join('\n') + '\n');
       return ExitCode.BAD_INPUT;
