@@ -115,6 +115,7 @@ const ARG_CASES: [string[], RegExp][] = [
   [['run'], /expected at least one scenario file/],
   [['run', '--tlb', 'maybe', 'x.json'], /--tlb: expected "on" or "off", got "maybe"/],
   [['run', 'no-such-file.json'], /no-such-file\.json: \$: expected a readable file/],
+  [['run', '--inject', 'bogus', 'x.json'], /--inject: expected one of .*got "bogus"/],
   [['decode', '0x1_0000_0000_0000_0000_0', '--granule', '4k', '--level', '3'], /expected the descriptor as hex "0x…" \(at most 64 bits\)/],
   [['decode', '0x3', '--granule', '8k', '--level', '3'], /expected --granule 4k, 16k or 64k, got "8k"/],
   [['decode', '0x3', '--granule', '4k', '--level', '7'], /expected --level between 0 and 3 for 4k, got "7"/],
