@@ -219,18 +219,23 @@ export class S2Mmu {
   /**
    * {@link S2Mmu.translate} for callers that use only the output address of a successful translation (a guest's
    * load or store, a host access): the same outcome, counters, TLB and checker effects, and the same `out` on any
-   * fault or when a checker is attached; on a successful TLB hit that the cached permission mask allows, only
-   * the fault record (`fault`, `level`, `s1ptw`) and `ipa`, `pa` are written (the leaf fields keep older values).
+   * fault; on a successful TLB hit that the cached permission mask allows, only the fault record (`fault`, `level`,
+   * `s1ptw`) and `ipa`, `pa` are written, plus, with a checker attached, the fields its hit check reads (`leafLevel`,
+   * `descPa`, `descLo`, `descHi`); the other leaf fields keep older values.
    * Callers that read only `pa` after success (and the fault record after a fault) can switch from `translate`.
    */
   translatePa(ipa: number, access: AccessKind, flags: number, out: WalkResult): FaultType {
     const cfg = this.cur;
-    if (this.checker === null && cfg.enabled && cfg.fault === FaultType.NONE) {
+    if (cfg.enabled && cfg.fault === FaultType.NONE) {
       const permBit = permBitOf(access, flags);
       if (permBit !== 0) {
-        const hit = this.tlb.lookupPa(cfg.vmid, ipa, permBit, this.permSig, out);
+        const checker = this.checker;
+        const hit = checker === null
+          ? this.tlb.lookupPa(cfg.vmid, ipa, permBit, this.permSig, out)
+          : this.tlb.lookupPaDesc(cfg.vmid, ipa, permBit, this.permSig, out);
         if (hit === 1) {
           this.tlbHits++;
+          if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
           return FaultType.NONE;
         }
         if (hit === 0) return this.walkAndFill(ipa, access, flags, out); // the miss is counted, as translate would

@@ -318,6 +318,50 @@ export class Tlb {
   }
 
   /**
+   * {@link Tlb.lookupPa} that also writes what a TLB-hit check needs (`leafLevel`, `descPa`, `descLo`, `descHi`: the
+   * fields `BbmChecker.onTlbHit` reads). A separate function so that `lookupPa` stays small enough to inline.
+   */
+  lookupPaDesc(vmid: number, ipa: number, permBit: number, permSig: number, out: WalkResult): number {
+    const n = this.nShifts;
+    const ent = this.ent;
+    const buckets = this.buckets;
+    const next = this.eNext;
+    const hashShift = this.hashShift;
+    const vmidHash = Math.imul(vmid + 1, 0x165667b1);
+    for (let k = 0; k < n; k++) {
+      const shift = this.shifts[k]!; // JUSTIFY: k < nShifts.
+      const tag = Math.floor(ipa * INV_POW2[shift]!); // JUSTIFY: shift < 64.
+      const key = vmid * 64 + shift;
+      // Same function as hash(), by hand. JUSTIFY: `tag >>> 0` is ToUint32, exact modulo 2^32.
+      let i = buckets[Math.imul((tag >>> 0) ^ vmidHash ^ Math.imul(shift, 0x27d4eb2f), 0x9e3779b1) >>> hashShift]!;
+      while (i >= 0) {
+        const o = i * STRIDE;
+        if (ent[o + F_TAG] === tag && ent[o + F_KEY] === key) {
+          const attr = ent[o + F_ATTR]! | 0;
+          // Both copies present (nothing to re-create), the access class known to be permitted, same signature.
+          if ((attr & A_COPIES) !== A_COPIES || ((attr >>> A_PERM_SHIFT) & permBit) === 0 || (ent[o + F_SHIFT]! | 0) >>> 6 !== permSig) {
+            return 2;
+          }
+          this.hits++;
+          out.fault = FaultType.NONE;
+          out.level = 0;
+          out.s1ptw = false;
+          out.ipa = ipa;
+          out.pa = ent[o + F_PABASE]! + (ipa - tag * POW2[shift]!);
+          out.leafLevel = ((attr >>> A_LEVEL_SHIFT) & 7) - 1;
+          out.descPa = ent[o + F_DESCPA]!;
+          out.descLo = ent[o + F_LO]!;
+          out.descHi = ent[o + F_HI]!;
+          return 1;
+        }
+        i = next[i]!;
+      }
+    }
+    this.misses++;
+    return 0;
+  }
+
+  /**
    * Caches the leaf of a successful walk of `ipa` for `vmid`, replacing any entry with the same VMID, size and
    * base. A no-op when the TLB is off. Throws {@link InvariantError} if `res` is a fault (API misuse).
    * @param perm optional precomputed permission mask for {@link Tlb.lookupPerm} (bit k set: the access class k is

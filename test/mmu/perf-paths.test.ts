@@ -235,17 +235,18 @@ t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as transla
   const ROOT = 0x4800_0000;
   const VMID = 9;
   const ipas = [0x20_0000, 0x20_1000, 0x20_2000, 0x4000_0000, 0x4000_5000];
-  const setup = (): { mem: PhysMem; mmu: S2Mmu; tlb: Tlb; pas: number[] } => {
+  const setup = (withChecker: boolean): { mem: PhysMem; mmu: S2Mmu; tlb: Tlb; pas: number[]; checker: BbmChecker | null } => {
     const mem = new PhysMem();
     mem.addRegion(RAM, 0x1000_0000);
     const tlb = new Tlb();
-    const mmu = new S2Mmu(mem, QEMU_MAX_FEATURES, { tlb });
+    const checker = withChecker ? new BbmChecker(mem, tlb) : null;
+    const mmu = new S2Mmu(mem, QEMU_MAX_FEATURES, { tlb, checker });
     const tree = new S2Tree(mem, { granule: '4k', ias: 39, startLevel: 1, base: ROOT }, 0x4810_0000);
     const pas = ipas.slice(0, 3).map((ipa, i) => tree.set(ipa, 3, s2Page({ oa: 0x4a00_0000 + i * PAGE })));
     pas.push(tree.set(0x4000_0000, 2, s2Block({ oa: 0x4c00_0000, level: 2 })));
     // HA and HD on: AF = 0 and writable-clean leaves need a hardware update, which a cached leaf cannot serve.
     mmu.setRegs(vtcr({ t0sz: 25, sl0: 1, tg0: '4k', ps: 2, ha: true, hd: true }), vttbr({ baddr: ROOT, vmid: VMID }), hcr({ vm: true, rw: true }));
-    return { mem, mmu, tlb, pas };
+    return { mem, mmu, tlb, pas, checker };
   };
   // Leaf variants: read-write, read-only, no access, AF clear, DBM writable-clean, execute-never.
   const variants = [
@@ -256,6 +257,7 @@ t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as transla
     (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, ap: 'RO', dbm: true }) : s2Block({ oa, level: lvl, ap: 'RO', dbm: true })),
     (oa: number, lvl: number) => (lvl === 3 ? s2Page({ oa, xn: 2 }) : s2Block({ oa, level: lvl, xn: 2 })),
   ];
+  let sawViolation = false;
   type Op = { k: 'access'; i: number; access: number; flags: number } | { k: 'rewrite'; leaf: number; v: number } | { k: 'tlbi'; i: number } | { k: 'flush' };
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 6, arbitrary: fc.record({ k: fc.constant('access' as const), i: fc.integer({ min: 0, max: ipas.length - 1 }), access: fc.integer({ min: 0, max: 2 }), flags: fc.constantFrom(0, WalkFlag.EL0, WalkFlag.S1PTW) }) },
@@ -264,9 +266,10 @@ t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as transla
     { weight: 1, arbitrary: fc.constant({ k: 'flush' as const }) },
   );
   fc.assert(
-    fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), (ops) => {
-      const a = setup();
-      const b = setup();
+    fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), fc.boolean(), (ops, withChecker) => {
+      // With a checker, plain stores that change a cached leaf make TLB hits report stale-hit/stale-permission.
+      const a = setup(withChecker);
+      const b = setup(withChecker);
       const ra = new WalkResult();
       const rb = new WalkResult();
       for (const o of ops) {
@@ -293,9 +296,15 @@ t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as transla
         const shift = o.i >= 3 ? levelShift(Granule.G4K, 2) : PAGE_SHIFT;
         if (a.tlb.copiesOf(a.tlb.probe(VMID, ipa, shift)) !== b.tlb.copiesOf(b.tlb.probe(VMID, ipa, shift))) return false;
       }
+      if (a.checker !== null && b.checker !== null) {
+        const msgs = (c: BbmChecker): string => c.violations.map((v) => v.message).join('\n');
+        if (msgs(a.checker) !== msgs(b.checker)) return false;
+        if (a.checker.violations.length > 0) sawViolation = true;
+      }
       return true;
     }),
-    { numRuns: 150 },
+    { numRuns: 200 },
   );
-  t.pass('150 random sequences agreed');
+  t.pass('200 random sequences agreed');
+  t.ok(sawViolation, 'some sequences made the checker report a stale TLB hit');
 });
