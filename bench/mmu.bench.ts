@@ -12,6 +12,8 @@
  *   translate-tlb-off      S2Mmu.translate with a capacity-0 TLB (lookup miss + walk), walk-4k-l4 tables
  *   tlb-hit                S2Mmu.translate served by the TLB (lookup + hardware-update and permission checks)
  *   tlb-hit-pa             S2Mmu.translatePa served by the TLB (the output-address-only form of tlb-hit)
+ *   tlb-hit-checked        tlb-hit with a BBM checker attached (each hit re-reads its descriptor), as the system runs
+ *   tlb-hit-pa-checked     tlb-hit-pa with a BBM checker attached
  *   tlb-lookup             Tlb.lookup alone, hit
  *   desc-decode            read one descriptor's halves and extract OA, MemAttr, S2AP, XN, AF
  *
@@ -29,6 +31,7 @@ import { vttbr } from '../src/arch/vttbr.js';
 import { PhysMem } from '../src/mem/phys-mem.js';
 import { naiveS2Walk } from '../src/mmu/naive-walk.js';
 import { makeS2Config, type S2Config } from '../src/mmu/s2-config.js';
+import { BbmChecker } from '../src/mmu/bbm-check.js';
 import { S2Mmu } from '../src/mmu/s2-mmu.js';
 import { AccessKind, s2Walk } from '../src/mmu/s2-walk.js';
 import { Tlb } from '../src/mmu/tlb.js';
@@ -131,7 +134,7 @@ let sink = 0;
 
 /** Registers the MMU benchmarks. */
 export function register(reg: BenchRegistry): void {
-  const needL4 = ['walk-4k-l4', 'walk-bigint-baseline', 'translate-tlb-off', 'tlb-hit', 'tlb-hit-pa', 'tlb-lookup'].some((n) => reg.wants(n));
+  const needL4 = ['walk-4k-l4', 'walk-bigint-baseline', 'translate-tlb-off', 'tlb-hit', 'tlb-hit-pa', 'tlb-hit-checked', 'tlb-hit-pa-checked', 'tlb-lookup'].some((n) => reg.wants(n));
   const l4 = needL4 ? buildTree('4k', { t0sz: 16, sl0: 2, ps: 5 }, 0, 0x1234_0000_0000, 0x40_0000_0000) : null;
   const out = new WalkResult();
   let idx = 0;
@@ -201,6 +204,30 @@ export function register(reg: BenchRegistry): void {
       }
       sink += s;
     }, hops);
+    if (reg.wants('tlb-hit-checked') || reg.wants('tlb-hit-pa-checked')) {
+      // As the composition root runs it: a BBM checker attached, which verifies every hit against memory. The
+      // checker becomes the memory's descriptor-write observer; no benchmark here writes descriptors after set-up.
+      const ctlb = new Tlb();
+      const checked = new S2Mmu(mem, ARMV8_4_PA48_FEATURES, { tlb: ctlb, checker: new BbmChecker(mem, ctlb) });
+      checked.setRegs(l4.vtcr, l4.vttbr, l4.hcr);
+      for (let i = 0; i < hot.length; i++) checked.translate(hot[i]!, AccessKind.READ, 0, out);
+      reg.add('tlb-hit-checked', () => {
+        let s = 0;
+        for (let k = 0; k < hops; k++) {
+          checked.translate(hot[idx++ & 4095]!, AccessKind.READ, 0, out);
+          s += out.pa;
+        }
+        sink += s;
+      }, hops);
+      reg.add('tlb-hit-pa-checked', () => {
+        let s = 0;
+        for (let k = 0; k < hops; k++) {
+          checked.translatePa(hot[idx++ & 4095]!, AccessKind.READ, 0, out);
+          s += out.pa;
+        }
+        sink += s;
+      }, hops);
+    }
     reg.add('tlb-lookup', () => {
       let s = 0;
       for (let k = 0; k < hops; k++) {
