@@ -280,8 +280,9 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     if (info === null) return false;
     const shift = levelShiftOf(info.root, info.level);
     out.vmid = info.root.vmid;
-    out.ipa = info.ipaBase + ((pa - info.base) / 8) * 2 ** shift;
-    out.size = 2 ** shift;
+    const size = pow2(shift);
+    out.ipa = info.ipaBase + ((pa - info.base) / 8) * size;
+    out.size = size;
     out.level = info.level;
     return true;
   }
@@ -561,8 +562,8 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     const idx = (pa - parent.base) / 8;
     const child = s2DescAddr(lo, hi, root.gShift, root.oaFormat);
     this.scan({
-      root, level: parent.level + 1, base: child, entries: 2 ** root.stride,
-      ipaBase: parent.ipaBase + idx * 2 ** levelShiftOf(root, parent.level), parentPa: pa, parent, dead: false,
+      root, level: parent.level + 1, base: child, entries: pow2(root.stride),
+      ipaBase: parent.ipaBase + idx * pow2(levelShiftOf(root, parent.level)), parentPa: pa, parent, dead: false,
     });
   }
 
@@ -604,7 +605,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       const child = s2DescAddr(s.lo, s.hi, root.gShift, root.oaFormat);
       const known = this.frames.get(Math.floor(child / FRAME));
       if (known !== undefined && known.root === root) continue; // a loop or an alias within this root
-      this.scan({ root, level: t.level + 1, base: child, entries: 2 ** root.stride, ipaBase: t.ipaBase + i * 2 ** shift, parentPa: pa, parent: t, dead: false });
+      this.scan({ root, level: t.level + 1, base: child, entries: pow2(root.stride), ipaBase: t.ipaBase + i * pow2(shift), parentPa: pa, parent: t, dead: false });
     }
   }
 
@@ -612,7 +613,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   private hasValidLeaf(root: RootInfo, base: number, level: number, depth: number): boolean {
     if (level > 3 || depth > 4) return false;
     const s = this.scratch;
-    const n = 2 ** root.stride;
+    const n = pow2(root.stride);
     for (let i = 0; i < n; i++) {
       if (!this.mem.read64(base + i * 8, s) || (s.lo & 1) === 0) continue;
       if (level < 3 && (s.lo & 3) === 3) {
@@ -629,6 +630,15 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
 function sameRoot(r: RootInfo, cfg: S2Config): boolean {
   return r.vmid === cfg.vmid && r.base === cfg.baseAddr && r.startLevel === cfg.startLevel && r.gShift === cfg.gShift &&
     r.startEntries === cfg.levelEntries[cfg.startLevel + 1] && r.oaFormat === cfg.oaFormat;
+}
+
+/** 2^k for k = 0…127 (every table size and level shift the index uses: at most 2^68), read instead of pow(). */
+const POW2 = new Float64Array(128);
+for (let k = 0; k < POW2.length; k++) POW2[k] = 2 ** k;
+
+/** 2^k: from the table for 0 ≤ k < 128, else computed. */
+function pow2(k: number): number {
+  return k >= 0 && k < 128 ? POW2[k]! : 2 ** k; // JUSTIFY: bounds checked.
 }
 
 function levelShiftOf(root: RootInfo, level: number): number {

@@ -249,7 +249,9 @@ export class S2Mmu {
     this.walks++;
     const fault = s2Walk(this.mem, cfg, ipa, access, flags, out, this.trace);
     if (fault === FaultType.NONE && cfg.enabled && (flags & WalkFlag.NO_UPDATE) === 0 && this.tlb.enabled) {
-      this.tlb.fill(cfg.vmid, ipa, out, this.permMask(out.descLo, out.descHi), this.permSig);
+      // Signature 0 (the signatures ran out) is shared by configurations that may decide differently: no mask.
+      const sig = this.permSig;
+      this.tlb.fill(cfg.vmid, ipa, out, sig === 0 ? 0 : this.permMask(out.descLo, out.descHi), sig);
     }
     return fault;
   }

@@ -308,3 +308,31 @@ t.test('S2Mmu.translatePa: same outcome, PA, counters and TLB effects as transla
   t.pass('200 random sequences agreed');
   t.ok(sawViolation, 'some sequences made the checker report a stale TLB hit');
 });
+
+t.test('S2Mmu: past the last permission signature, fills cache no permission mask', async (t) => {
+  // Signatures are process-wide; 4,100 distinct HCR_EL2 values exhaust them (this file runs in its own process).
+  const RAM = 0x4000_0000;
+  const ROOT = 0x4800_0000;
+  const mem = new PhysMem();
+  mem.addRegion(RAM, 0x1000_0000);
+  const tlb = new Tlb();
+  const mmu = new S2Mmu(mem, QEMU_MAX_FEATURES, { tlb });
+  const tree = new S2Tree(mem, { granule: '4k', ias: 39, startLevel: 1, base: ROOT }, 0x4810_0000);
+  // MemAttr 0b1000: Normal memory without FWB, Device with HCR_EL2.FWB (so not executable at stage 2).
+  tree.set(0x20_0000, 3, s2Page({ oa: 0x4a00_0000, memAttr: 0x8 }));
+  const h = hcr({ vm: true, rw: true });
+  const fwbHi = hcr({ vm: true, rw: true, fwb: true }).hi;
+  const tt = vttbr({ baddr: ROOT, vmid: 4 });
+  const vt = vtcr({ t0sz: 25, sl0: 1, tg0: '4k', ps: 2 });
+  mmu.setRegs(vt, tt, h);
+  for (let k = 1; k <= 4100; k++) mmu.setHcr(h.lo, k); // high HCR_EL2 bits: new signature keys, same walks
+  const out = new WalkResult();
+  mmu.setRegs(vt, tt, { lo: h.lo, hi: 5000 });
+  t.equal(mmu.translate(0x20_0010, AccessKind.EXEC, 0, out), FaultType.NONE, 'executable without FWB: cached');
+  // With FWB the same leaf is Device: the entry filled under the other configuration must not answer for the
+  // fetch from a stale permission mask, although neither configuration has a signature.
+  mmu.setRegs(vt, tt, { lo: h.lo, hi: 5001 | fwbHi });
+  t.equal(mmu.cfg.fwb, true);
+  t.equal(mmu.translate(0x20_0010, AccessKind.EXEC, 0, out), FaultType.PERMISSION, 'Device memory is never executable');
+  t.equal(mmu.translatePa(0x20_0010, AccessKind.EXEC, 0, out), FaultType.PERMISSION, 'nor through translatePa');
+});
