@@ -406,7 +406,7 @@ export class Machine {
     const mmu = this.mmus[cpu]!; // JUSTIFY: host CPUs are 0…cpus−1.
     const access = write ? AccessKind.WRITE : AccessKind.READ;
     for (let attempt = 0; attempt < 4; attempt++) {
-      if (mmu.translate(pa, access, 0, this.walk) === 0) return true;
+      if (mmu.translatePa(pa, access, 0, this.walk) === 0) return true;
       const r = handleHostMemAbort(this.hyp, pa);
       if (this.onEvent !== null) {
         this.onEvent({ ev: 'host_abort', cpu, pa: '0x' + pa.toString(16), result: r === HostAbortResult.MAPPED ? 'mapped' : r === HostAbortResult.RETRY ? 'retry' : 'injected' });

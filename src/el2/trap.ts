@@ -138,7 +138,7 @@ export function hostAccess(hyp: Hyp, cpu: number, pa: number, write: boolean, ex
     // A fault right after EL2 installed a mapping for this address can only be a permission fault (handled
     // below); a third abort would mean the idmap did not cover the address: an emulator bug.
     if (attempt >= 3) assert(false, `host access to 0x${pa.toString(16)} still faults after the idmap`);
-    if (mmu.translate(pa, access, 0, walk) === FaultType.NONE) return true;
+    if (mmu.translatePa(pa, access, 0, walk) === FaultType.NONE) return true;
     hostCtx.access = exec ? AbortAccess.EXEC : write ? AbortAccess.WRITE : AbortAccess.READ;
     hostCtx.insn = INSN_NO_SYNDROME;
     hostCtx.vaLo = pa >>> 0;

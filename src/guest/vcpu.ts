@@ -228,7 +228,7 @@ export class GuestVcpu {
         return GuestExit.HVC;
       }
       const access = kind === GuestOp.LOAD ? AccessKind.READ : kind === GuestOp.STORE ? AccessKind.WRITE : AccessKind.EXEC;
-      let fault = mmu.translate(ipa, access, 0, walk);
+      let fault = mmu.translatePa(ipa, access, 0, walk);
       if (fault === FaultType.NONE && kind !== GuestOp.FETCH && !mem.isRam(walk.pa)) {
         // The translated PA is not memory: a synchronous external abort on the access itself (DFSC 0x10).
         walk.fault = FaultType.SEA;
