@@ -13,7 +13,7 @@
 
 import { PAGE_SIZE, paToPfn } from '../arch/addr.js';
 import { Err, errnoName, type Ret } from '../arch/errno.js';
-import { HOST_KVM, HOST_VCPU, hypVcpuSize, hypVmSize, type HcallProfile } from '../arch/smccc.js';
+import { AbiProfileName, HOST_KVM, HOST_VCPU, hypVcpuSize, hypVmSize, type HcallProfile } from '../arch/smccc.js';
 import type { PhysMem } from '../mem/phys-mem.js';
 import { GupStats, unpinUserPages } from './gup.js';
 import { HostPages, type PaRange } from './host-pages.js';
@@ -27,6 +27,9 @@ import { PinnedPages } from './pinned-pages.js';
 import type { HostMemPort, HvcConduit } from './ports.js';
 import { stage2PgdSize } from './stage2-geom.js';
 import { Memslots, type Mm } from './vmm-mem.js';
+
+/** One-page PA list for dropping the reference of an unshared page (teardown, MMU notifier). */
+const unshareScratch = new Float64Array(1);
 
 /** What the composition root gives the host kernel. */
 export interface KvmHostOptions {
@@ -62,6 +65,12 @@ export class KvmHost {
   readonly vms: Kvm[] = [];
   /** The vCPU loaded on each physical CPU (the host's view of EL2's `loaded_hyp_vcpu`), or null. */
   readonly loadedVcpu: (KvmVcpu | null)[] = [];
+  /**
+   * The hypervisor's ABI shares np-guest memory page by page (`__pkvm_host_share_guest` family, Linux v6.14+) rather
+   * than mapping pinned pages (`__pkvm_host_map_guest`): the host runs the upstream fault, MMU-notifier and teardown
+   * paths. Chosen from the profile once, as the kernel source is built for one ABI.
+   */
+  readonly npGuests: boolean;
 
   /** @param opts the ports and layout, validated by the caller (a bad layout throws InvariantError). */
   constructor(opts: KvmHostOptions) {
@@ -69,6 +78,7 @@ export class KvmHost {
     this.ram = new HostRam(opts.mem, opts.port, this.log);
     this.hyp = new HypCaller(opts.conduit, opts.profile, this.log);
     this.ipaBits = opts.ipaBits;
+    this.npGuests = opts.profile.name === AbiProfileName.UPSTREAM_6_16;
   }
 
   /**
@@ -81,11 +91,14 @@ export class KvmHost {
    * @param nrVcpus number of vCPUs, ≥ 1.
    * @param isProtected a protected VM (`KVM_VM_TYPE_ARM_PROTECTED`): EL2 donates rather than shares pages.
    * @returns the VM, or -EINVAL for a bad vCPU count, -ENOMEM when host pages run out, or the errno of a refused
-   *   `__pkvm_host_share_hyp` (everything allocated so far is released).
+   *   `__pkvm_host_share_hyp` (everything allocated so far is released). Under the `upstream-6.16` ABI a protected
+   *   VM is -EINVAL: v6.16 has no protected-guest memory hypercalls and no `KVM_VM_TYPE_ARM_PROTECTED`, so the type
+   *   bit is one `kvm_init_stage2_mmu()` (arch/arm64/kvm/mmu.c) rejects (`type & ~KVM_VM_TYPE_ARM_IPA_SIZE_MASK`).
    */
   createVm(cpu: number, mm: Mm, nrVcpus: number, isProtected: boolean): Kvm | Err {
     // KVM_MAX_VCPUS is 512 on arm64 (arch/arm64/include/asm/kvm_host.h).
     if (!Number.isSafeInteger(nrVcpus) || nrVcpus < 1 || nrVcpus > 512) return Err.EINVAL;
+    if (isProtected && this.npGuests) return Err.EINVAL;
     const kvmPa = this.allocSharedStruct(cpu);
     if (kvmPa < 0) return kvmPa as Err;
     const ok =
@@ -217,12 +230,15 @@ export class Kvm {
   handle = 0;
   /** The VM was destroyed. */
   destroyed = false;
-  /** `kvm->arch.pkvm.pinned_pages`. */
+  /**
+   * `kvm->arch.pkvm.pinned_pages` (pkvm-2022); under the `upstream-6.16` ABI the host's `pkvm_mappings` tree of
+   * shared pages (`struct pkvm_mapping` {gfn, pfn, nr_pages = 1}, arch/arm64/kvm/pkvm.c).
+   */
   readonly pinned: PinnedPages;
   /** `kvm->arch.pkvm.teardown_mc`, embedded in the host struct. */
   readonly teardownMc: HostMemcache;
-  /** The MMU notifier KVM registered on the VMM's mm (pKVM ignores every event). */
-  readonly notifier = new PkvmMmuNotifier();
+  /** The MMU notifier KVM registered on the VMM's mm (ignored by pkvm-2022; unshares under upstream-6.16). */
+  readonly notifier: PkvmMmuNotifier;
   /** `kvm->mmu_lock` held for write (bookkeeping). */
   mmuLocked = false;
   /** Fault-handling counters. */
@@ -242,6 +258,47 @@ export class Kvm {
     this.isProtected = isProtected;
     this.pinned = new PinnedPages(host.pages);
     this.teardownMc = new HostMemcache(host.ram, structPa + HOST_KVM.TEARDOWN_MC_HEAD);
+    this.notifier = new PkvmMmuNotifier(host.npGuests ? this : null);
+  }
+
+  /**
+   * The MMU notifier's unmap of [start, end) of the VMM's address space under the `upstream-6.16` ABI: every
+   * tracked mapping whose host address lies in the range is unshared from the guest and its page reference dropped.
+   *
+   * Mirrors `kvm_unmap_gfn_range()` → `pkvm_pgtable_stage2_unmap()` → `__pkvm_pgtable_stage2_unmap()`
+   * (arch/arm64/kvm/pkvm.c, v6.16): `__pkvm_host_unshare_guest(handle, gfn, nr_pages)` per mapping, `WARN_ON` and
+   * stop on error. The kernel runs it on whichever CPU the mm path runs; the model uses CPU 0.
+   */
+  unmapHvaRange(start: number, end: number): void {
+    if (this.destroyed || this.handle === 0) return;
+    for (let i = 0; i < this.pinned.count; ) {
+      const gfn = this.pinned.gfnAt(i);
+      const hva = this.gpaToHva(gfn * PAGE_SIZE);
+      if (hva < start || hva >= end) {
+        i++;
+        continue;
+      }
+      if (this.trace !== null) this.step(`__pkvm_host_unshare_guest gfn 0x${gfn.toString(16)}`);
+      if (!this.unshareAt(0, i)) return;
+    }
+  }
+
+  /**
+   * Unshares tracked mapping `i` (`__pkvm_host_unshare_guest(handle, gfn, 1)`), drops its page reference and
+   * removes it. A refusal is a `WARN_ON` and the mapping stays tracked, as `__pkvm_pgtable_stage2_unmap()` does.
+   * @returns true when unshared.
+   */
+  private unshareAt(cpu: number, i: number): boolean {
+    const host = this.host;
+    const pa = this.pinned.paAt(i);
+    const gfn = this.pinned.gfnAt(i);
+    const r = host.hyp.call(cpu, '__pkvm_host_unshare_guest', this.handle, gfn, 1);
+    if (host.log.warnOn(r !== 0, `__pkvm_host_unshare_guest(gfn 0x${gfn.toString(16)}): ${errnoName(r)}`)) return false;
+    unshareScratch[0] = pa;
+    unpinUserPages(this.mm, unshareScratch, 1, true, host.gup);
+    this.pinned.removeAt(i);
+    this.stats.reclaimed++;
+    return true;
   }
 
   /**
@@ -321,6 +378,7 @@ export class Kvm {
   destroy(cpu: number): Ret {
     if (this.destroyed) return Err.EEXIST;
     const host = this.host;
+    if (host.npGuests) return this.destroyNp(cpu);
     if (this.handle !== 0) {
       this.step('__pkvm_teardown_vm');
       const ret = host.hyp.call(cpu, '__pkvm_teardown_vm', this.handle);
@@ -345,6 +403,53 @@ export class Kvm {
       one[0] = pa;
       unpinUserPages(this.mm, one, 1, true, host.gup);
     }
+    this.pinned.clear();
+    for (const v of this.vcpus) {
+      if (this.trace !== null) this.step(`free_hyp_memcache vcpu ${v.idx}`);
+      v.memcache.free(cpu, host.pages);
+    }
+    this.releaseStructs(cpu);
+    const ni = this.mm.notifiers.indexOf(this.notifier);
+    if (ni >= 0) this.mm.notifiers.splice(ni, 1);
+    this.destroyed = true;
+    return 0;
+  }
+
+  /**
+   * {@link destroy} under the `upstream-6.16` ABI: unshares every tracked mapping, then tears the hyp VM down and
+   * frees the teardown memcache, the vCPU memcaches and the host structs. No reclaim, unpin-by-list or memlock
+   * uncharge: nothing was long-term pinned or charged.
+   *
+   * Mirrors the v6.16 order in `kvm_destroy_vm()` (virt/kvm/kvm_main.c): `kvm_flush_shadow_all()` →
+   * `kvm_uninit_stage2_mmu()` → `pkvm_pgtable_stage2_destroy()` (arch/arm64/kvm/pkvm.c), which unshares every
+   * `pkvm_mapping` with the handle still valid, before `kvm_arch_destroy_vm()` → `pkvm_destroy_hyp_vm()` →
+   * `__pkvm_teardown_vm`; then `kvm_destroy_vcpus()` (`free_hyp_memcache()` of each vCPU memcache) and
+   * `kvm_unshare_hyp()`.
+   *
+   * A vCPU still loaded is -EBUSY before any hypercall: in the kernel a loaded vCPU holds a reference on the VM
+   * (`kvm_vcpu_release()` → `kvm_put_kvm()`), so `kvm_destroy_vm()` cannot run then, and v6.16's
+   * `__pkvm_teardown_vm` would `WARN_ON` a referenced VM. The result matches what pkvm-2022 returns for it.
+   * @returns 0; -EBUSY (a vCPU loaded, or a mapping EL2 refused to unshare, `WARN_ON`ed) or the teardown
+   *   hypercall's errno, after which nothing more is released, for the reason {@link destroy} gives.
+   */
+  private destroyNp(cpu: number): Ret {
+    const host = this.host;
+    for (const v of this.vcpus) if (v.loadedOn >= 0) return Err.EBUSY;
+    if (this.handle !== 0) {
+      while (this.pinned.count > 0) {
+        if (this.trace !== null) this.step(`__pkvm_host_unshare_guest gfn 0x${this.pinned.gfnAt(this.pinned.count - 1).toString(16)}`);
+        if (!this.unshareAt(cpu, this.pinned.count - 1)) return Err.EBUSY;
+      }
+      this.step('__pkvm_teardown_vm');
+      const ret = host.hyp.call(cpu, '__pkvm_teardown_vm', this.handle);
+      if (ret !== 0) {
+        host.log.warnOn(true, `__pkvm_teardown_vm(0x${this.handle.toString(16)}): ${errnoName(ret)}`);
+        return ret as Err;
+      }
+      this.handle = 0;
+    }
+    this.step('free_hyp_memcache teardown_mc');
+    this.teardownMc.free(cpu, host.pages);
     this.pinned.clear();
     for (const v of this.vcpus) {
       if (this.trace !== null) this.step(`free_hyp_memcache vcpu ${v.idx}`);

@@ -30,19 +30,35 @@ export interface MmuNotifier {
   invalidateRangeStart(start: number, end: number, event: MmuNotifierEvent): void;
 }
 
+/** The VM side of an upstream np-guest notifier: unshares what the host mapped in an HVA range. */
+export interface NpGuestUnmapper {
+  /** `kvm_unmap_gfn_range()` for the guest frames backed by [start, end). */
+  unmapHvaRange(start: number, end: number): void;
+}
+
 /**
- * KVM's notifier for a pKVM VM: counts the events and does nothing else, as V1's `kvm_unmap_gfn_range()` and
- * friends have no stage-2 to touch in protected mode (the guest stage-2 belongs to EL2).
+ * KVM's notifier for a pKVM VM: counts the events. Under the 2022 ABI it does nothing else, as V1's
+ * `kvm_unmap_gfn_range()` and friends have no stage-2 to touch in protected mode (the guest stage-2 belongs to EL2).
+ * Under upstream v6.14+ (np-guests, no long-term pin) every event unmaps the range from the guest first, as
+ * `kvm_mmu_notifier_invalidate_range_start()` → `kvm_unmap_gfn_range()` → `pkvm_pgtable_stage2_unmap()` does
+ * (arch/arm64/kvm/pkvm.c; pkvm.md §6.4).
  */
 export class PkvmMmuNotifier implements MmuNotifier {
   /** Events received, by kind. */
   readonly counts: Record<MmuNotifierEvent, number> = { unmap: 0, numa_balance: 0, compaction: 0, ksm: 0 };
   /** Pages covered by the events received (sum of range lengths). */
   pages = 0;
+  private readonly np: NpGuestUnmapper | null;
 
-  /** Records the event; pKVM ignores it (no hypercall, the guest stage-2 stays intact). */
+  /** @param np the VM to unmap from on each event (upstream np-guests), or null to ignore events (pkvm-2022). */
+  constructor(np: NpGuestUnmapper | null = null) {
+    this.np = np;
+  }
+
+  /** Records the event; pkvm-2022 ignores it (the guest stage-2 stays intact), upstream np-guests unmap the range. */
   invalidateRangeStart(start: number, end: number, event: MmuNotifierEvent): void {
     this.counts[event]++;
     this.pages += Math.ceil((end - start) / 4096);
+    if (this.np !== null) this.np.unmapHvaRange(start, end);
   }
 }

@@ -164,11 +164,18 @@ export function kvmHandleGuestAbort(vcpu: KvmVcpu, cpu: number, info: GuestAbort
   }
   if (type === ESR_ELX_FSC_ACCESS) {
     kvm.step('handle_access_fault');
+    // v6.16: kvm_pgtable_stage2_mkyoung() is redirected to pkvm_pgtable_stage2_mkyoung() (arch/arm64/kvm/pkvm.c).
+    if (kvm.host.npGuests) {
+      kvm.step('__pkvm_host_mkyoung_guest');
+      kvm.host.hyp.call(cpu, '__pkvm_host_mkyoung_guest', gfn);
+    }
     out.outcome = AbortOutcome.RETRY;
     return;
   }
   const hva = kvm.memslots.hvaOf(slot, gfn);
-  const ret = pkvmMemAbort(vcpu, cpu, faultIpa, hva);
+  const ret = kvm.host.npGuests
+    ? pkvmNpMemAbort(vcpu, cpu, faultIpa, hva, kvm.memslots.isReadonly(slot), type === ESR_ELX_FSC_PERM)
+    : pkvmMemAbort(vcpu, cpu, faultIpa, hva);
   out.errno = ret;
   out.outcome = ret === 0 ? AbortOutcome.RETRY : AbortOutcome.ERROR;
 }
@@ -264,5 +271,105 @@ export function pkvmMemAbort(vcpu: KvmVcpu, cpu: number, faultIpa: number, hva: 
   accountLockedVm(mm.memlock, 1, false, host.log);
   kvm.step('kfree ppage');
   kvm.pinned.free();
+  return ret;
+}
+
+/** `KVM_PGTABLE_PROT_X` (arch/arm64/include/asm/kvm_pgtable.h): the value the host passes in x4 of a share. */
+export const KVM_PGTABLE_PROT_X = 0x1;
+/** `KVM_PGTABLE_PROT_W`. */
+export const KVM_PGTABLE_PROT_W = 0x2;
+/** `KVM_PGTABLE_PROT_R`. */
+export const KVM_PGTABLE_PROT_R = 0x4;
+
+/**
+ * Maps the page behind `hva` into a non-protected guest at `faultIpa` through EL2, under the `upstream-6.16` ABI.
+ *
+ * Mirrors `user_mem_abort()` (arch/arm64/kvm/mmu.c, v6.16) with the stage-2 ops redirected to the pKVM wrappers
+ * (`KVM_PGT_FN()` → `pkvm_pgtable_stage2_map()` / `pkvm_pgtable_stage2_relax_perms()`, arch/arm64/kvm/pkvm.c),
+ * for 4 KiB mappings:
+ *
+ *   1. `topup_hyp_memcache(&vcpu->arch.pkvm_memcache, kvm_mmu_cache_min_pages())`, which first allocates the
+ *      spare `struct pkvm_mapping` (`mc->mapping`, `kzalloc`)                       fail → -ENOMEM
+ *   2. `__kvm_faultin_pfn()`: GUP of the page, writable when the memslot and the VMA allow it (FOLL_WRITE, which
+ *      breaks COW); -EHWPOISON → SIGBUS and 0; any other failure → -EFAULT. No FOLL_LONGTERM and no
+ *      `account_locked_vm()`: np-guest memory stays movable, the MMU notifier unshares it first
+ *      ({@link Kvm.unmapHvaRange}).
+ *   3. `write_lock(&kvm->mmu_lock)`
+ *   4. a permission fault on a page the host already tracks → `__pkvm_host_relax_perms_guest(gfn, prot)`;
+ *      otherwise `pkvm_pgtable_stage2_map()`: a tracked mapping of the same size → -EAGAIN (another vCPU won),
+ *      else `__pkvm_host_share_guest(pfn, gfn, 1, prot)`, `WARN_ON` on error, and the spare mapping is inserted
+ *   5. `write_unlock`, `kvm_release_faultin_page()`; -EAGAIN is returned as 0 (the guest retries)
+ *
+ * prot is R | X, plus W when writable: the model is a CPU with ARM64_HAS_CACHE_DIC, where `user_mem_abort()`
+ * grants X on every fault, so no execute-permission fault follows.
+ *
+ * One difference from v6.16, on purpose: the GUP reference is kept while the page is shared (dropped when the
+ * mapping is unshared by the MMU notifier or at teardown) instead of being released at step 5. The mm paths of the
+ * model (munmap, migration, KSM) call the notifier before they look at the reference, so no path can observe it;
+ * it keeps the ghost invariant "every guest leaf is backed by a referenced host page" meaningful for both ABIs.
+ * @param readonlySlot the memslot has `KVM_MEM_READONLY`.
+ * @param permFault the fault is a permission fault (`kvm_vcpu_trap_is_permission_fault()`).
+ * @returns 0 (mapped, relaxed, lost the race, or poisoned page signalled); -ENOMEM; -EFAULT; an errno from EL2.
+ */
+export function pkvmNpMemAbort(vcpu: KvmVcpu, cpu: number, faultIpa: number, hva: number, readonlySlot: boolean, permFault: boolean): number {
+  const kvm = vcpu.kvm;
+  const host = kvm.host;
+  const mm = kvm.mm;
+  kvm.stats.memAborts++;
+  kvm.step('topup_hyp_memcache');
+  if (kvm.pinned.alloc() !== 0) return Err.ENOMEM;
+  if (vcpu.memcache.topup(cpu, kvmMmuCacheMinPages(host.ipaBits), host.pages) !== 0) {
+    kvm.pinned.free();
+    return Err.ENOMEM;
+  }
+  const vma = mm.findVma(hva);
+  const writable = !readonlySlot && vma !== null && vma.writable;
+  kvm.step('__kvm_faultin_pfn');
+  const got = pinUserPages(mm, host.ram, cpu, hva, 1, FOLL_HWPOISON | (writable ? FOLL_WRITE : 0), onePa, host.gup);
+  if (got === Err.EHWPOISON) {
+    kvm.step('kvm_send_hwpoison_signal');
+    host.log.signal('SIGBUS', hva, PAGE_SHIFT);
+    kvm.stats.sigbus++;
+    kvm.pinned.free();
+    return 0;
+  }
+  if (got !== 1) {
+    kvm.pinned.free();
+    return Err.EFAULT;
+  }
+  const pa = onePa[0]!; // JUSTIFY: one page pinned.
+  const gfn = faultIpa / PAGE_SIZE;
+  const prot = KVM_PGTABLE_PROT_R | KVM_PGTABLE_PROT_X | (writable ? KVM_PGTABLE_PROT_W : 0);
+  kvm.step('write_lock mmu_lock');
+  kvm.mmuLocked = true;
+  let ret: number;
+  const existing = kvm.pinned.indexOfGfn(gfn);
+  if (existing >= 0 && permFault) {
+    kvm.step('__pkvm_host_relax_perms_guest');
+    ret = host.hyp.call(cpu, '__pkvm_host_relax_perms_guest', gfn, prot);
+  } else if (existing >= 0) {
+    kvm.step('pkvm_pgtable_stage2_map: -EAGAIN');
+    ret = Err.EAGAIN;
+  } else {
+    kvm.step('__pkvm_host_share_guest');
+    ret = host.hyp.call(cpu, '__pkvm_host_share_guest', pa / PAGE_SIZE, gfn, 1, prot);
+    if (ret === 0) {
+      kvm.pinned.add(pa, gfn);
+      kvm.stats.mapped++;
+      kvm.step('write_unlock mmu_lock');
+      kvm.mmuLocked = false;
+      return 0;
+    }
+    host.log.warnOn(true, `pkvm_pgtable_stage2_map(gfn 0x${gfn.toString(16)}): __pkvm_host_share_guest ${ret}`);
+  }
+  kvm.step('write_unlock mmu_lock');
+  kvm.mmuLocked = false;
+  kvm.step('kvm_release_faultin_page');
+  unpinUserPages(mm, onePa, 1, writable && ret === 0, host.gup);
+  kvm.pinned.free();
+  if (ret === Err.EAGAIN) {
+    kvm.stats.eagain++;
+    return 0;
+  }
   return ret;
 }

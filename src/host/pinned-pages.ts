@@ -99,6 +99,18 @@ export class PinnedPages {
     return -1;
   }
 
+  /**
+   * Removes record `i`, moving the last record into its slot (the slot goes back to its slab, as `kfree()` of an
+   * upstream `pkvm_mapping` after an unshare does).
+   * @param i index below {@link count}.
+   */
+  removeAt(i: number): void {
+    assert(i >= 0 && i < this.n, 'PinnedPages.removeAt out of range');
+    this.n--;
+    this.pa[i] = this.pa[this.n]!; // JUSTIFY: n < length.
+    this.gfn[i] = this.gfn[this.n]!; // JUSTIFY: as above.
+  }
+
   /** The PAs of all records, as a view valid until the next change (teardown walks it). */
   pasView(): Float64Array {
     return this.pa.subarray(0, this.n);

@@ -3,7 +3,8 @@
 import t from 'tap';
 import { Err } from '../../src/arch/errno.js';
 import type { RegFile } from '../../src/arch/regs.js';
-import { PROFILE_PKVM_2022, SmcccRet, kvmHostSmcccId } from '../../src/arch/smccc.js';
+import { assert } from '../../src/arch/assert.js';
+import { PROFILE_PKVM_2022, PROFILE_UPSTREAM_6_16, SmcccRet, kvmHostSmcccId } from '../../src/arch/smccc.js';
 import { HypCaller } from '../../src/host/hyp-call.js';
 import { KernelLog } from '../../src/host/klog.js';
 
@@ -34,8 +35,18 @@ t.test('x0 != SUCCESS is a WARN and -EOPNOTSUPP', async (t) => {
   t.equal(log.warnings.length, 1);
 });
 
-t.test('a handle in x1 comes back positive; an unknown name is API misuse', async (t) => {
-  const h = new HypCaller({ hvc: (_c: number, r: RegFile) => (r.setSigned(0, 0), r.setU(1, 0x1003)) }, PROFILE_PKVM_2022, new KernelLog());
+t.test('a handle in x1 comes back positive; a name the profile lacks is a WARN and -EOPNOTSUPP, no HVC', async (t) => {
+  let hvcs = 0;
+  const log = new KernelLog();
+  const h = new HypCaller({ hvc: (_c: number, r: RegFile) => (hvcs++, r.setSigned(0, 0), r.setU(1, 0x1003)) }, PROFILE_PKVM_2022, log);
   t.equal(h.call(0, '__pkvm_init_vm', 1, 2, 3), 0x1003);
-  t.throws(() => h.call(0, '__pkvm_host_share_guest'));
+  t.ok(h.has('__pkvm_host_map_guest'));
+  t.notOk(h.has('__pkvm_host_share_guest'));
+  t.equal(h.call(0, '__pkvm_host_share_guest'), Err.EOPNOTSUPP);
+  t.equal(hvcs, 1, 'no HVC issued for the unknown name');
+  t.equal(log.warnings.length, 1);
+  t.match(log.warnings[0], /__pkvm_host_share_guest.*not in profile pkvm-2022/);
+  const up = new HypCaller({ hvc: () => assert(false, 'no HVC expected') }, PROFILE_UPSTREAM_6_16, new KernelLog());
+  t.equal(up.call(0, '__pkvm_host_map_guest', 1, 2), Err.EOPNOTSUPP);
+  t.equal(up.call(0, '__pkvm_host_reclaim_page', 1), Err.EOPNOTSUPP);
 });
