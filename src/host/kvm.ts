@@ -208,7 +208,7 @@ export class KvmStats {
   leakedPins = 0;
   /** Exceptions the host injected into the guest (external, prefetch or data abort). */
   injected = 0;
-  /** Pages reclaimed at teardown. */
+  /** Pages reclaimed at teardown (pkvm-2022), or unshared at teardown or by the MMU notifier (upstream-6.16). */
   reclaimed = 0;
 }
 
