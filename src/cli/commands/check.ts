@@ -6,7 +6,7 @@
  */
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { runCase, tally, type CaseReport, type QueryReport, type RunTotals } from '../../check/fixture-run.js';
 import { formatIssue, parseFixture, type FixtureCase, type FixtureIssue } from '../../check/fixture-schema.js';
 import { ExitCode, parseCommandArgs, usageError, type CliIo, type Command } from '../command.js';
@@ -51,7 +51,7 @@ export function loadFixtures(paths: readonly string[], cwd: string): { cases: Fi
       issues.push({ file: f, path: '$', message: `expected a readable file: ${(e as Error).message}` });
       continue;
     }
-    const r = parseFixture(relative(cwd, resolve(cwd, f)) || f, text);
+    const r = parseFixture(f, text); // the path as the user gave it, so messages name what they typed
     if (r.ok) cases.push(...r.cases);
     else issues.push(...r.issues);
   }
