@@ -301,6 +301,23 @@ export function checkInvariants(v: InvariantView, maxViolations = 50): Invariant
   return { violations: out, pages: pages.size };
 }
 
+/**
+ * Whether the host view of a page flagged `HOST_PAGE_PENDING_RECLAIM` is one a guest teardown can leave. Teardown
+ * changes no host annotation (pkvm.md §4.6 step 3), so the host keeps the view it had while the guest lived
+ * (§1.6): the GUEST annotation of a donated page (guest OWNED; the only case teardown also sets NEED_POISONING),
+ * SHARED_OWNED of a page the host shared with an np-guest (guest SHARED_BORROWED), or SHARED_BORROWED of a page a
+ * protected guest shared back with MEM_SHARE (guest SHARED_OWNED). `__pkvm_host_reclaim_page()` then sets owner
+ * HOST from any of the three (§2.5). Mirrors the cases of `reclaim_walker()` (arch/arm64/kvm/hyp/nvhe/mem_protect.c,
+ * V1 26/89). NEED_POISONING on a shared page would mean the host is handed back contents it could already read and
+ * the guest never owned alone, which no teardown produces.
+ * @param flags the page's `hyp_page.flags` (`HypPageFlag` bits).
+ */
+export function pendingReclaimHostViewOk(host: PageState, hostOwner: number, flags: number): boolean {
+  if (host === PageState.NOPAGE) return hostOwner === PkvmId.GUEST;
+  if (host === PageState.SHARED_OWNED || host === PageState.SHARED_BORROWED) return (flags & HypPageFlag.NEED_POISONING) === 0;
+  return false;
+}
+
 function isOwner(s: PageState): boolean {
   return s === PageState.OWNED || s === PageState.SHARED_OWNED;
 }
@@ -328,8 +345,7 @@ function checkPage(pa: number, g: PageGhost, vm: HypVmemmap, isMemcache: boolean
     // donated page, SHARED_OWNED of a page it shared, SHARED_BORROWED of a page a protected guest shared back — and
     // no one else sees it.
     if (g.guests.length > 0 || g.hyp !== PageState.NOPAGE) push(`${where}: pending reclaim but still mapped (${desc()})`);
-    const hostKept = g.host === PageState.SHARED_OWNED || g.host === PageState.SHARED_BORROWED;
-    if (!(hostKept || (g.host === PageState.NOPAGE && g.hostOwner === PkvmId.GUEST))) {
+    if (!pendingReclaimHostViewOk(g.host, g.hostOwner, flags)) {
       push(`${where}: pending reclaim with an unexpected host view (${desc()})`);
     }
     return;

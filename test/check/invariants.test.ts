@@ -149,6 +149,7 @@ const breakages: [string, (w: World) => void, RegExp][] = [
   ['a hypervisor warning', (w) => w.warns.push('WARN_ON(map)'), /hypervisor warning: WARN_ON\(map\)/],
   ['a pending-reclaim page still mapped', (w) => { w.guestMap(0xb000, P(8), PageState.OWNED); w.pinned.add(P(8)); }, /pending reclaim but still mapped/],
   ['a pending-reclaim page the host owns again', (w) => w.hostState(P(13), PageState.OWNED), /page 0x4000d000: pending reclaim with an unexpected host view/],
+  ['a shared-back page pending reclaim marked for poisoning', (w) => { w.vm.flags[P(13) / PAGE_SIZE - w.vm.basePfn] = HypPageFlag.PENDING_RECLAIM | HypPageFlag.NEED_POISONING; }, /page 0x4000d000: pending reclaim with an unexpected host view \(host SHARED_BORROWED/],
   ['a reference on a host-owned page', (w) => { w.vm.refcount[P(7) / PAGE_SIZE - w.vm.basePfn] = 1; }, /page 0x40007000: hyp_page refcount 1 on a page neither hyp-owned nor shared with EL2/],
   ['an annotation nobody backs', (w) => w.hostAnnotate(P(12), PkvmId.HYP), /host annotation says hyp owns it/],
 ];

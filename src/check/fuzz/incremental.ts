@@ -27,7 +27,7 @@ import { PageState, pageStateName, PkvmId } from '../../el2/page-state.js';
 import { HypPageFlag } from '../../el2/vmemmap.js';
 import type { DescWriteObserver, U64 } from '../../mem/phys-mem.js';
 import type { Machine } from '../../system.js';
-import { hostViewOf, type TableRef } from '../invariants.js';
+import { hostViewOf, pendingReclaimHostViewOk, type TableRef } from '../invariants.js';
 
 const TreeKind = { HOST: 0, HYP: 1, GUEST: 2 } as const;
 type TreeKind = (typeof TreeKind)[keyof typeof TreeKind];
@@ -439,7 +439,7 @@ function checkGhost(
   if (guests.length > 1) out.push(`${where}: mapped by ${guests.length} guests (${desc()})`);
   if ((flags & HypPageFlag.PENDING_RECLAIM) !== 0) {
     if (guests.length > 0 || hyp !== PageState.NOPAGE) out.push(`${where}: pending reclaim but still mapped (${desc()})`);
-    if (!(host === PageState.SHARED_OWNED || (host === PageState.NOPAGE && hostOwner === PkvmId.GUEST))) {
+    if (!pendingReclaimHostViewOk(host, hostOwner, flags)) {
       out.push(`${where}: pending reclaim with an unexpected host view (${desc()})`);
     }
     return;
