@@ -3,7 +3,7 @@ import t from 'tap';
 import { COMMANDS, helpText, runCli } from '../../src/cli/main.js';
 import { ExitCode, parseCommandArgs, type Command } from '../../src/cli/command.js';
 import { captureIo } from './_io.js';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,7 @@ t.test('parseCommandArgs reports unknown options instead of throwing', async (t)
 // --- `s2emu check`: exit 0/1/2, mismatch report with trace, divergent lines, JSON summary, final "N passed, N failed".
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 's2emu-cli-test-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 
 function lastLine(s: string): string {
   const lines = s.trimEnd().split('\n');
