@@ -9,6 +9,14 @@
  *
  * Adding a module: write `bench/<area>.bench.ts` exporting `register(reg: BenchRegistry): void`, and add it to
  * {@link MODULES} below (static imports keep the compiled output self-contained).
+ *
+ * What is timed. benchmark.js times cycles of N calls of the benchmark function; the CPU-time run times calls of it
+ * with `process.cpuUsage()`. A benchmark may give a `prepare()` hook ({@link BenchRegistry.add}): untimed work that
+ * keeps its state ready (for example, replacing a guest whose pages are nearly all mapped). The harness calls it
+ * outside every timed region: at the benchmark's start and after each benchmark.js cycle (its `onStart` and
+ * `onCycle` events, which run between the timed loops), and in the CPU-time run between chunks of
+ * {@link PREPARE_CHUNK} calls, each chunk timed on its own and the chunks summed. Benchmarks without the hook are
+ * timed as one loop, as before.
  */
 
 import { writeFileSync } from 'node:fs';
@@ -50,6 +58,8 @@ export class BenchRegistry {
   readonly opsPerCall = new Map<string, number>();
   /** The benchmark functions, by name (for the CPU-time run). */
   readonly fns = new Map<string, () => void>();
+  /** The untimed `prepare()` hooks, by benchmark name (only benchmarks that gave one). */
+  readonly prepares = new Map<string, () => void>();
 
   /** Wraps `suite`; `filter` selects benchmarks by name (null: all). */
   constructor(suite: Benchmark.Suite, filter: RegExp | null) {
@@ -65,12 +75,21 @@ export class BenchRegistry {
   /**
    * Adds a benchmark. `fn` performs `opsPerCall` operations per call (an inner loop amortises the call overhead of
    * very short operations); the reported rate is per operation.
+   * @param prepare optional untimed hook, called before every timed run of calls (see the file header). It must
+   *   leave enough state for at least one benchmark.js cycle and for {@link PREPARE_CHUNK} calls; `fn` must still
+   *   cope (and should say so in its report) when a cycle runs longer than the hook planned for.
    */
-  add(name: string, fn: () => void, opsPerCall = 1): void {
+  add(name: string, fn: () => void, opsPerCall = 1, prepare?: () => void): void {
     if (!this.wants(name)) return;
     this.opsPerCall.set(name, opsPerCall);
     this.fns.set(name, fn);
-    this.suite.add(name, fn, { minSamples: 20 });
+    if (prepare === undefined) {
+      this.suite.add(name, fn, { minSamples: 20 });
+      return;
+    }
+    this.prepares.set(name, prepare);
+    // benchmark.js emits `start` once before the first cycle and `cycle` after each timed cycle, outside its timer.
+    this.suite.add(name, fn, { minSamples: 20, onStart: () => prepare(), onCycle: () => prepare() });
   }
 }
 
@@ -108,13 +127,32 @@ function fmtHz(hz: number): string {
   return hz.toLocaleString('en-US', { maximumFractionDigits: hz < 100 ? 2 : 0 });
 }
 
-/** CPU nanoseconds per operation of `fn` over about `seconds` of its measured rate `callsPerSec`. */
-function cpuNsPerOp(fn: () => void, callsPerSec: number, opsPerCall: number, seconds = 0.5): number {
+/** Calls of a benchmark with a `prepare()` hook per timed chunk of the CPU-time run. */
+export const PREPARE_CHUNK = 16;
+
+/**
+ * CPU nanoseconds per operation of `fn` over about `seconds` of its measured rate `callsPerSec`. With a `prepare`
+ * hook, the calls run in chunks of {@link PREPARE_CHUNK}, `prepare()` untimed before each chunk.
+ */
+function cpuNsPerOp(fn: () => void, callsPerSec: number, opsPerCall: number, prepare: (() => void) | undefined, seconds = 0.5): number {
   const calls = Math.max(1, Math.round(callsPerSec * seconds));
-  const t0 = process.cpuUsage();
-  for (let k = 0; k < calls; k++) fn();
-  const dt = process.cpuUsage(t0);
-  return ((dt.user + dt.system) * 1000) / (calls * opsPerCall);
+  if (prepare === undefined) {
+    const t0 = process.cpuUsage();
+    for (let k = 0; k < calls; k++) fn();
+    const dt = process.cpuUsage(t0);
+    return ((dt.user + dt.system) * 1000) / (calls * opsPerCall);
+  }
+  let us = 0;
+  for (let done = 0; done < calls; ) {
+    prepare();
+    const chunk = Math.min(PREPARE_CHUNK, calls - done);
+    const t0 = process.cpuUsage();
+    for (let k = 0; k < chunk; k++) fn();
+    const dt = process.cpuUsage(t0);
+    us += dt.user + dt.system;
+    done += chunk;
+  }
+  return (us * 1000) / (calls * opsPerCall);
 }
 
 function main(): void {
@@ -142,7 +180,7 @@ function main(): void {
     const samples = b.stats?.sample.length ?? 0;
     const nsPerOp = hz > 0 ? 1e9 / hz : 0;
     const fn = reg.fns.get(name);
-    const cpu = fn !== undefined && hz > 0 ? cpuNsPerOp(fn, hz / ops, ops) : 0;
+    const cpu = fn !== undefined && hz > 0 ? cpuNsPerOp(fn, hz / ops, ops, reg.prepares.get(name)) : 0;
     records.push({ name, hz, rme, samples, nsPerOp, cpuNsPerOp: cpu });
     process.stdout.write(
       `${name.padEnd(24)} ${fmtHz(hz).padStart(14)} ops/sec ±${rme.toFixed(2)}% (${samples} samples)  ` +
