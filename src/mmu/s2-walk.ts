@@ -243,6 +243,11 @@ function s2WalkNoTables(cfg: S2Config, ipa: number, flags: number, out: WalkResu
 /**
  * The table walk proper ({@link s2Walk} with a valid configuration and an IPA in range), from the IPA's halves:
  * `ipaLoS` = IPA[31:0] as an int32, `ipaHi` = IPA[51:32]. Fills everything in `out` but `out.ipa`.
+ *
+ * Table addresses travel as halves too (`tHi` = PA[51:32], `tLo` = PA[31:0] as an int32): a descriptor in the
+ * memory's flat window is then read with int32 arithmetic only (see `PhysMem.winHi`), and the next table's address
+ * comes from the descriptor with two masks. No carry crosses the halves: a table is aligned to its own size, so
+ * `tLo + index × 8` stays inside it.
  */
 function s2WalkTables(
   mem: PhysMem,
@@ -256,39 +261,83 @@ function s2WalkTables(
 ): FaultType {
   if (trace !== null) trace.reset();
   const fmt: OaFormat = cfg.oaFormat;
+  const oa48 = fmt === OaFormat.OA48;
   const oasSize = cfg.oasSize;
+  // OAS ≥ 32 (PARange starts at 32 bits): an address is below 2^OAS iff its PA[51:32] is below this.
+  const oasHi = (oasSize / TWO_32) | 0; // JUSTIFY: 1 ≤ 2^(OAS − 32) ≤ 2^20, an int32.
   const gShift = cfg.gShift;
+  const gMaskLo = -1 << gShift; // JUSTIFY: gShift ≤ 16: the int32 mask of PA[31:G].
   const levelShift = cfg.levelShift;
   const levelIndexMask = cfg.levelIndexMask;
-  // The IPA as halves, so that indices and offsets come from int32 operations (no float division or fmod).
   const ipaLo = ipaLoS >>> 0;
+  // The memory's flat window (PhysMem), as halves.
+  let win = mem.win;
+  let winHi = mem.winHi;
+  let winLo = mem.winLo;
+  let winLen = mem.winLen;
+  let winOff = mem.winOff;
   let level = cfg.startLevel;
-  let table = cfg.baseAddr;
+  const base = cfg.baseAddr;
+  let tHi = Math.floor(base / TWO_32);
+  let tLo = base | 0; // JUSTIFY: base < 2^52; `| 0` is PA[31:0] as an int32.
   for (;;) {
     const slot = level + 1;
     const sh = levelShift[slot]!; // JUSTIFY: slot in 0..4 (levels −1..3).
     const indexMask = levelIndexMask[slot]!; // JUSTIFY: as above.
     // IPA[sh + n − 1 : sh] with n ≤ 17 index bits; sh is 12..48.
     const index = sh >= 32 ? (ipaHi >>> (sh - 32)) & indexMask : ((ipaLo >>> sh) | (ipaHi << (32 - sh))) & indexMask;
-    const descPa = table + index * 8;
-    // The descriptor read (ASL FetchDescriptor): a cached backing page and two loads; null = not RAM.
-    const page = mem.pageForRead(descPa);
-    if (page === null) return failNoLeaf(out, FaultType.SEA_WALK, level, flags, descPa, 0, 0);
-    const w = pageWordIndex(descPa);
-    const lo = page[w]!; // JUSTIFY: w ≤ 1022 for an 8-byte aligned descPa.
-    const hi = page[w + 1]!;
-    if (trace !== null) trace.push(level, descPa, lo, hi);
-    if ((lo & 1) === 0) return failNoLeaf(out, FaultType.TRANSLATION, level, flags, descPa, lo, hi);
+    const dLo = tLo + (index << 3); // int32: no carry out of the table (see above)
+    // The descriptor read (ASL FetchDescriptor).
+    let lo: number;
+    let hi: number;
+    let rel = (dLo - winLo) >>> 0;
+    if (tHi === winHi && rel < winLen) {
+      const w = (rel >>> 2) + winOff;
+      lo = win[w]!; // JUSTIFY: w + 1 < win.length for an 8-byte aligned descriptor in the window.
+      hi = win[w + 1]!;
+    } else {
+      const descPa = tHi * TWO_32 + (dLo >>> 0);
+      if (mem.selectWindow(descPa)) {
+        // Another flat region or 4 GiB block of one: the window from now on.
+        win = mem.win;
+        winHi = mem.winHi;
+        winLo = mem.winLo;
+        winLen = mem.winLen;
+        winOff = mem.winOff;
+        rel = (dLo - winLo) >>> 0;
+        const w = (rel >>> 2) + winOff;
+        lo = win[w]!; // JUSTIFY: as above.
+        hi = win[w + 1]!;
+      } else {
+        // Sparse RAM through the read cache; null = not RAM.
+        const page = mem.pageForRead(descPa);
+        if (page === null) return failNoLeaf(out, FaultType.SEA_WALK, level, flags, descPa, 0, 0);
+        const w = pageWordIndex(descPa);
+        lo = page[w]!; // JUSTIFY: w ≤ 1022 for an 8-byte aligned descPa.
+        hi = page[w + 1]!;
+      }
+    }
+    if (trace !== null) trace.push(level, tHi * TWO_32 + (dLo >>> 0), lo, hi);
+    if ((lo & 1) === 0) return failNoLeaf(out, FaultType.TRANSLATION, level, flags, tHi * TWO_32 + (dLo >>> 0), lo, hi);
     if ((lo & 2) !== 0 && level < 3) {
-      // NLTA: with the 48-bit format, OA[47:32] = desc[47:32] and OA[31:G] = desc[31:G] (G ≤ 16), as s2DescAddr
-      // computes it, without its call and format branches.
-      const nlta =
-        fmt === OaFormat.OA48 ? (hi & OA_47_32_HI) * TWO_32 + (((lo >>> gShift) << gShift) >>> 0) : s2DescAddr(lo, hi, gShift, fmt);
-      if (nlta >= oasSize) return failNoLeaf(out, FaultType.ADDRESS_SIZE, level, flags, descPa, lo, hi);
-      table = nlta;
+      // NLTA: with the 48-bit format, OA[47:32] = desc[47:32] and OA[31:G] = desc[31:G] (G ≤ 16).
+      let nHi: number;
+      let nLo: number;
+      if (oa48) {
+        nHi = hi & OA_47_32_HI;
+        nLo = lo & gMaskLo;
+      } else {
+        const nlta = s2DescAddr(lo, hi, gShift, fmt);
+        nHi = Math.floor(nlta / TWO_32);
+        nLo = nlta | 0; // JUSTIFY: nlta < 2^52; PA[31:0] as an int32.
+      }
+      if (nHi >= oasHi) return failNoLeaf(out, FaultType.ADDRESS_SIZE, level, flags, tHi * TWO_32 + (dLo >>> 0), lo, hi);
+      tHi = nHi;
+      tLo = nLo;
       level++;
       continue;
     }
+    const descPa = tHi * TWO_32 + (dLo >>> 0);
     if ((lo & 2) === 0 && cfg.blockOk[slot] === 0) {
       return failNoLeaf(out, FaultType.TRANSLATION, level, flags, descPa, lo, hi);
     }
@@ -296,7 +345,7 @@ function s2WalkTables(
     // Leaf (block or page). IPA[sh − 1 : 0] is the offset within it.
     const offset = sh >= 32 ? (ipaHi & ((1 << (sh - 32)) - 1)) * TWO_32 + ipaLo : (ipaLo & ((1 << sh) - 1)) >>> 0;
     const pa =
-      fmt === OaFormat.OA48 && sh < 32
+      oa48 && sh < 32
         ? (hi & OA_47_32_HI) * TWO_32 + ((((lo >>> sh) << sh) >>> 0) + offset)
         : s2DescAddr(lo, hi, sh, fmt) + offset;
     fillLeaf(out, cfg, flags, level, sh, descPa, lo, hi, pa);

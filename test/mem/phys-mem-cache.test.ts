@@ -2,11 +2,13 @@ import t from 'tap';
 import fc from 'fast-check';
 import { PhysMem, RegionKind, pageWordIndex, type U64 } from '../../src/mem/phys-mem.js';
 
+/** The read cache serves sparse RAM only: these tests make every region sparse. */
+const SPARSE = { flatMaxBytes: 0 } as const;
 /** Pages this far apart share a read-cache slot (1024 slots of 4 KiB), whatever the slot count's low bits. */
 const ALIAS = 1024 * 4096;
 
 t.test('a write to a page first read as untouched is visible to later reads', async (t) => {
-  const m = new PhysMem();
+  const m = new PhysMem(SPARSE);
   m.addRegion(0x4000_0000, 0x100_0000);
   const out: U64 = { lo: 7, hi: 7 };
   t.ok(m.read64(0x4000_2008, out));
@@ -23,7 +25,7 @@ t.test('a write to a page first read as untouched is visible to later reads', as
 });
 
 t.test('pages that share a cache slot, and unbacked addresses in the slot of a cached page', async (t) => {
-  const m = new PhysMem();
+  const m = new PhysMem(SPARSE);
   const base = 2 ** 40;
   m.addRegion(base, 4 * ALIAS);
   m.addRegion(base + 8 * ALIAS, 0x1000, RegionKind.MMIO);
@@ -48,7 +50,7 @@ t.test('pages that share a cache slot, and unbacked addresses in the slot of a c
 });
 
 t.test('a region added later is readable at an address that missed before', async (t) => {
-  const m = new PhysMem();
+  const m = new PhysMem(SPARSE);
   m.addRegion(0x4000_0000, ALIAS);
   t.equal(m.pageForRead(0x4000_0000 + ALIAS), null);
   m.addRegion(0x4000_0000 + ALIAS, ALIAS);
@@ -57,7 +59,7 @@ t.test('a region added later is readable at an address that missed before', asyn
 });
 
 t.test('writes through pageForWrite (host copies) are seen by cached readers', async (t) => {
-  const m = new PhysMem();
+  const m = new PhysMem(SPARSE);
   m.addRegion(0x8000_0000, 0x10_0000);
   t.equal(m.read32(0x8000_5000), 0);
   const p = m.pageForWrite(0x8000_5000)!;
@@ -66,7 +68,7 @@ t.test('writes through pageForWrite (host copies) are seen by cached readers', a
 });
 
 t.test('a fractional address reads the page and word of its integer part, cached or not', async (t) => {
-  const m = new PhysMem();
+  const m = new PhysMem(SPARSE);
   m.addRegion(0x4000_0000, 0x10_0000);
   m.write64(0x4000_2008, 0xaaaa_5555, 0x1111_2222);
   for (let i = 0; i < 2; i++) {
@@ -96,7 +98,7 @@ t.test('property: reads always match a plain model across colliding pages', asyn
   });
   fc.assert(
     fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-      const m = new PhysMem();
+      const m = new PhysMem(SPARSE);
       m.addRegion(base, 4 * ALIAS);
       const model = new Map<number, [number, number]>();
       const out: U64 = { lo: 0, hi: 0 };
