@@ -7,7 +7,8 @@
  * - **flat**: a RAM region of at most {@link FLAT_MAX_BYTES} (the default limit) is one zero-filled `Uint32Array`.
  *   The engine allocates it with `calloc`, so the operating system maps its pages on first write: untouched RAM
  *   costs address space, not memory. A word is then one subtraction and one load away, with no lookup, which is what
- *   the walker's descriptor reads need (bench/README.md, "flat RAM").
+ *   the walker's descriptor reads need (bench/README.md, "flat RAM"). Word reads of a page never written return
+ *   zero without touching it (a first read would cost an OS page fault, ~1 µs, per page: guests read fresh pages).
  * - **sparse**: a larger region (or every region, with `flatMaxBytes: 0`) is backed lazily by 4 KiB pages created on
  *   first write (reads of untouched RAM see zeroes without allocating), so a 52-bit space with a few hundred MiB
  *   touched costs only what is touched.
@@ -311,6 +312,12 @@ export class PhysMem {
   read64(pa: number, out: U64): boolean {
     const off = pa - this.winBase;
     if (off >= 0 && off < this.winBytes) {
+      if (this.winWritten[off >>> BACKING_PAGE_SHIFT] === 0) {
+        // Never written: zero, without touching the page (a first read would make the OS map it).
+        out.lo = 0;
+        out.hi = 0;
+        return true;
+      }
       const w = off >>> 2; // JUSTIFY: 0 ≤ off < 2^32.
       out.lo = this.win[w]!; // JUSTIFY: w + 1 < window words for an 8-byte aligned pa.
       out.hi = this.win[w + 1]!;
@@ -388,7 +395,10 @@ export class PhysMem {
   /** Reads an aligned 32-bit word (0 when not RAM). */
   read32(pa: number): number {
     const off = pa - this.winBase;
-    if (off >= 0 && off < this.winBytes) return this.win[off >>> 2]!; // JUSTIFY: in the window, off < 2^32.
+    if (off >= 0 && off < this.winBytes) {
+      // A never-written page reads as zero without being touched (see read64).
+      return this.winWritten[off >>> BACKING_PAGE_SHIFT] === 0 ? 0 : this.win[off >>> 2]!; // JUSTIFY: in the window.
+    }
     if (this.selectWindow(pa)) return this.read32(pa);
     const p = this.pageForRead(pa);
     return p === null ? 0 : p[pageWordIndex(pa)]!; // JUSTIFY: index within the page.
