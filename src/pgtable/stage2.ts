@@ -65,7 +65,15 @@ import {
   type WalkVisit,
   type WarnSink,
 } from './types.js';
-import { kvmPgdPages, kvmPgtableWalk, kvmPgtableWalkUnlinked, type VisitCtx, type VisitorFn, type Walker } from './walk.js';
+import {
+  kvmPgdPages,
+  kvmPgtableWalk,
+  kvmPgtableWalkNoTablePre,
+  kvmPgtableWalkUnlinked,
+  type VisitCtx,
+  type VisitorFn,
+  type Walker,
+} from './walk.js';
 
 /** `MT_S2_NORMAL` (arch/arm64/include/asm/memory.h): Normal, outer and inner Write-Back. */
 export const MT_S2_NORMAL = 0xf;
@@ -622,7 +630,9 @@ export function stage2Map(
   const mw = takeMapWalk(pgt, phys0, attrScratch.lo, attrScratch.hi, 0, mc, forcePte, false, flags | WalkFlags.TABLE_PRE | WalkFlags.LEAF);
   let r: number;
   try {
-    r = kvmPgtableWalk(pgt, addr, size, mw.walker);
+    // TABLE_PRE on a one-page walk is a no-op here: stage2LeafMappingAllowed() is false above the last level (the
+    // level's granule exceeds the one-page range, so no block), which kvmPgtableWalkNoTablePre needs.
+    r = kvmPgtableWalkNoTablePre(pgt, addr, size, mw.walker);
   } finally {
     releaseMapWalk(mw);
   }
@@ -645,7 +655,8 @@ export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: 
   if (!Number.isInteger(ownerId) || ownerId < 0 || ownerId > KVM_MAX_OWNER_ID) return Err.EINVAL;
   const mw = takeMapWalk(pgt, 0, 0, 0, ownerId, mc, true, true, WalkFlags.TABLE_PRE | WalkFlags.LEAF);
   try {
-    return kvmPgtableWalk(pgt, addr, size, mw.walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.
+    // TABLE_PRE on a one-page walk is a no-op: forcePte keeps annotations at the last level.
+    return kvmPgtableWalkNoTablePre(pgt, addr, size, mw.walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.
   } finally {
     releaseMapWalk(mw);
   }

@@ -135,6 +135,25 @@ function releaseWalk(st: WalkState): void {
   walkDepth--;
 }
 
+/** Whether the one-page fast paths of the library are taken (see {@link setPgtableFastPaths}). */
+let fastPaths = true;
+
+/**
+ * Enables or disables the library's fast paths that short-cut a general walk (the 4 KiB `get_leaf` descent, the
+ * `TABLE_PRE`-free one-page map walk), returning the previous setting. They are equivalent to the general paths by
+ * construction; differential tests run the same operations both ways and compare every read, write and result.
+ */
+export function setPgtableFastPaths(on: boolean): boolean {
+  const prev = fastPaths;
+  fastPaths = on;
+  return prev;
+}
+
+/** True when the fast paths are enabled ({@link setPgtableFastPaths}). */
+export function pgtableFastPaths(): boolean {
+  return fastPaths;
+}
+
 /** Scratch for descriptor reads; values are copied to locals at once, so nested walks may reuse it. */
 const scratch: U64 = { lo: 0, hi: 0 };
 
@@ -242,7 +261,7 @@ function walkTable<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: 
  * {@link visit} then follows a single path (every entry on it covers the whole range, and the first leaf moves the
  * cursor past the end), so it runs as a loop. Same reads, callbacks, context values and returns as the recursion.
  */
-function walkOnePage<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: number): number {
+function walkOnePage<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: number, skipTablePre: boolean): number {
   // JUSTIFY: the state was filled from this walker's argument; visitors only see the VisitCtx<T> view.
   const ctx = st as unknown as VisitCtx<T>;
   const flags = walker.flags;
@@ -268,7 +287,7 @@ function walkOnePage<T>(walker: Walker<T>, st: WalkState, tablePa: number, level
     let ret = 0;
     let reload = false;
     let table = kvmPteTable(ctx.oldLo, lvl);
-    if (table && (flags & WalkFlags.TABLE_PRE) !== 0) {
+    if (table && (flags & WalkFlags.TABLE_PRE) !== 0 && !skipTablePre) {
       ret = walker.cb(ctx, WalkFlags.TABLE_PRE);
       reload = true;
     }
@@ -324,6 +343,29 @@ export function kvmPgdPages(granule: Granule, iaBits: number, startLevel: number
  * @remarks Mirrors `kvm_pgtable_walk()` (arch/arm64/kvm/hyp/pgtable.c).
  */
 export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
+  return walkRange(pgt, addr, size, walker, false);
+}
+
+/**
+ * {@link kvmPgtableWalk} for a walker whose `TABLE_PRE` callback returns 0 and changes nothing on every table entry
+ * it meets in a walk of a single page (the stage-2 map walker: a block cannot replace a table for a range smaller
+ * than the table entry's span). For a one-page range the `TABLE_PRE` calls are skipped, along with the re-reads
+ * that follow them (the entry cannot have changed); every other read, callback, context value and return is that
+ * of {@link kvmPgtableWalk}, and any other range is walked by it unchanged.
+ *
+ * @returns as {@link kvmPgtableWalk}.
+ * @remarks A short-cut of `kvm_pgtable_walk()` (arch/arm64/kvm/hyp/pgtable.c); the caller vouches for its visitor.
+ */
+export function kvmPgtableWalkNoTablePre<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
+  if (fastPaths && pgt.granule === '4k') {
+    const ret = walkPage4k(pgt, addr, size, walker);
+    if (page4kTaken) return ret;
+  }
+  return walkRange(pgt, addr, size, walker, fastPaths);
+}
+
+/** `kvm_pgtable_walk()`, optionally skipping no-op `TABLE_PRE` visits of a one-page walk. */
+function walkRange<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>, skipTablePre: boolean): number {
   // kvm_pgtable_walk_begin(), nVHE flavour: no RCU at EL2, so shared walks are refused.
   if ((walker.flags & WalkFlags.SHARED) !== 0) return Err.EPERM;
   const g = granuleShift(pgt.granule);
@@ -339,7 +381,7 @@ export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, w
   let ret = 0;
   try {
     if (start >= 0 && start < EXACT_LIMIT && end - start === page && (walker.flags & WalkFlags.TABLE_POST) === 0) {
-      ret = walkOnePage(walker, st, pgt.pgd + kvmPgdPageIdx(pgt, start) * page, pgt.startLevel);
+      ret = walkOnePage(walker, st, pgt.pgd + kvmPgdPageIdx(pgt, start) * page, pgt.startLevel, skipTablePre);
     } else {
       for (let idx = kvmPgdPageIdx(pgt, start); st.cursor < st.cursorEnd; ++idx) {
         ret = walkTable(walker, st, pgt.pgd + idx * page, pgt.startLevel);
@@ -389,6 +431,7 @@ export function kvmPgtableWalkUnlinked<T>(
  * @remarks Mirrors `kvm_pgtable_get_leaf()` (arch/arm64/kvm/hyp/pgtable.c).
  */
 export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
+  if (pgt.granule === '4k' && addr >= 0 && addr < EXACT_LIMIT && fastPaths) return getLeaf4k(pgt, addr, out);
   const g = granuleShift(pgt.granule);
   const page = POW2[g]!; // JUSTIFY: 12, 14 or 16.
   const start = alignDownPow2(addr, page);
@@ -422,6 +465,104 @@ export function kvmPgtableGetLeaf(pgt: KvmPgtable, addr: number, out: LeafOut): 
     level++;
   }
 }
+
+/**
+ * {@link kvmPgtableGetLeaf} for a 4 KiB-granule table and an address in [0, 2^53): the same checks, reads and
+ * result, with the geometry as constants and every index taken from the address halves in 32-bit arithmetic.
+ */
+function getLeaf4k(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
+  // JUSTIFY: addr is in [0, 2^53): ToUint32 gives bits[31:0] of floor(addr), and hi = bits[52:32].
+  const hi = Math.floor(addr / 0x1_0000_0000);
+  const lo = (addr >>> 0) & PAGE_MASK_4K;
+  const start = hi * 0x1_0000_0000 + (lo >>> 0); // ALIGN_DOWN(addr, PAGE_SIZE), exact
+  const limit = pow2(pgt.iaBits);
+  if (start > limit || start + 0x1000 > limit) return Err.ERANGE;
+  if (pgt.pgd < 0) return Err.EINVAL;
+  const level = pgt.startLevel;
+  if (level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return Err.EINVAL;
+  descend4k(pgt, lo, hi, out);
+  return 0;
+}
+
+/** The last-level entry {@link walkPage4k} visits. */
+const pageLeaf: LeafOut = { lo: 0, hi: 0, level: 0 };
+
+/**
+ * Descends a 4 KiB-granule table from its pgd along the path of the page at `lo`/`hi` (bits[31:12] and [52:32] of
+ * an address below 2^ia_bits; the table has a pgd and a start level in -1..3), reading one entry per level as
+ * `kvm_pgtable_walk()` does, until a non-table entry; writes that entry's halves and level to `out`.
+ * @returns the entry's PA.
+ */
+function descend4k(pgt: KvmPgtable, lo: number, hi: number, out: LeafOut): number {
+  let level = pgt.startLevel;
+  // kvm_pgd_page_idx(): the address is below 2^ia_bits, so the masking is a no-op and the quotient is below the
+  // pgd page count (at most 16).
+  const pgdShift = 12 + (4 - level) * 9;
+  const pgdIdx = pgdShift >= 53 ? 0 : tableIndex(lo, hi, pgdShift, 0x7fff_ffff);
+  let tablePa = pgt.pgd + pgdIdx * 0x1000;
+  const mem = pgt.mem;
+  for (;;) {
+    const ptep = tablePa + tableIndex(lo, hi, 12 + (3 - level) * 9, 511) * 8;
+    mem.read64(ptep, scratch);
+    const dlo = scratch.lo;
+    const dhi = scratch.hi;
+    if (level === KVM_PGTABLE_LAST_LEVEL || (dlo & 3) !== 3) {
+      out.lo = dlo;
+      out.hi = dhi;
+      out.level = level;
+      return ptep;
+    }
+    // kvm_pte_to_phys(), 4K: OA[47:12].
+    tablePa = (dhi & 0xffff) * 0x1_0000_0000 + ((dlo & PAGE_MASK_4K) >>> 0);
+    level++;
+  }
+}
+
+/** Set by {@link walkPage4k}: whether it handled the walk. */
+let page4kTaken = false;
+
+/**
+ * The one-page walk of {@link kvmPgtableWalkNoTablePre} on a 4 KiB-granule table, when every entry above the last
+ * level on the page's path is a table: descends with {@link descend4k} and makes the walk's only remaining
+ * callback, the LEAF visit of the last-level entry, with the context `walkOnePage` would give it (the entries above
+ * were TABLE_PRE visits, skipped by the caller's guarantee). Sets `page4kTaken` to false, having changed nothing,
+ * for every other case (a leaf above the last level, a range other than one page, an address outside [0, 2^53),
+ * SHARED or TABLE_POST walks, the walk's range and pgd errors), which the general walk then handles.
+ */
+function walkPage4k<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
+  page4kTaken = false;
+  const flags = walker.flags;
+  if ((flags & (WalkFlags.SHARED | WalkFlags.TABLE_POST)) !== 0) return 0;
+  // The range rounds out to exactly one page when 0 < size <= PAGE_SIZE.
+  if (!(addr >= 0 && addr < EXACT_LIMIT && size > 0 && size <= 0x1000)) return 0;
+  // JUSTIFY: addr is in [0, 2^53): ToUint32 gives bits[31:0] of floor(addr), and hi = bits[52:32].
+  const hi = Math.floor(addr / 0x1_0000_0000);
+  const lo = (addr >>> 0) & PAGE_MASK_4K;
+  const start = hi * 0x1_0000_0000 + (lo >>> 0); // ALIGN_DOWN(addr, PAGE_SIZE), exact
+  const level = pgt.startLevel;
+  if (start + 0x1000 > pow2(pgt.iaBits) || pgt.pgd < 0 || level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return 0;
+  const ptep = descend4k(pgt, lo, hi, pageLeaf);
+  if (pageLeaf.level !== KVM_PGTABLE_LAST_LEVEL) return 0;
+  page4kTaken = true;
+  if ((flags & WalkFlags.LEAF) === 0) return 0;
+  const st = acquireWalk(pgt, walker.arg, flags, start, start + 0x1000, KVM_PGTABLE_LAST_LEVEL, 12);
+  // JUSTIFY: the state was filled from this walker's argument; visitors only see the VisitCtx<T> view.
+  const ctx = st as unknown as VisitCtx<T>;
+  ctx.ptep = ptep;
+  ctx.oldLo = pageLeaf.lo;
+  ctx.oldHi = pageLeaf.hi;
+  let ret: number;
+  try {
+    ret = walker.cb(ctx, WalkFlags.LEAF);
+  } finally {
+    releaseWalk(st);
+  }
+  // A last-level entry never becomes a table, so the walk ends here (the re-read changes nothing).
+  return walkContinue(flags, ret) ? 0 : ret;
+}
+
+/** Bits[31:12] of a low half. */
+const PAGE_MASK_4K = 0xffff_f000 | 0;
 
 /** `struct leaf_walk_data`. */
 interface LeafWalkData {
