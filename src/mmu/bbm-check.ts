@@ -200,6 +200,12 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   dsbCount = 0;
   /** ISBs seen. */
   isbCount = 0;
+  /**
+   * Counts changes of the registered root list (a root added or removed). While it keeps its value, an
+   * {@link BbmChecker.addRoot} of a configuration already registered is a no-op, so a caller that saw the value
+   * after registering one may skip registering it again (`S2Mmu` on a world switch).
+   */
+  rootsEpoch = 0;
 
   private readonly mem: PhysMem;
   /** The pending breaks by descriptor PA. */
@@ -251,6 +257,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       oaFormat: cfg.oaFormat,
     };
     this.roots = [root, ...roots.filter((r) => !(r.vmid === cfg.vmid && r.base === cfg.baseAddr))];
+    this.rootsEpoch++;
     this.indexDirty = true;
     this.clearFrames(); // the new root takes precedence on pages it shares with older ones
   }
@@ -258,6 +265,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   /** Forgets a root (its VM was torn down and its table pages may be reused). */
   removeRoot(vmid: number, base: number): void {
     this.roots = this.roots.filter((r) => !(r.vmid === vmid && r.base === base));
+    this.rootsEpoch++;
     this.indexDirty = true;
     this.clearFrames();
   }
@@ -431,9 +439,20 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
    */
   onTlbHit(cfg: S2Config, hit: WalkResult, access: AccessKind, flags: number): void {
     const mem = this.mem;
-    if (!mem.read64(hit.descPa, this.scratch)) return;
-    const lo = this.scratch.lo;
-    const hi = this.scratch.hi;
+    let lo: number;
+    let hi: number;
+    // The descriptor's halves from the memory's flat window when it holds them (the word accessor's own first test,
+    // inlined: no call, so no boxed PA argument per hit), else through read64.
+    const off = hit.descPa - mem.winBase;
+    if (off >= 0 && off < mem.winBytes) {
+      const w = off >>> 2; // JUSTIFY: 0 ≤ off < winBytes ≤ 2^32.
+      lo = mem.win[w]!; // JUSTIFY: w + 1 < window words for an 8-byte aligned descriptor PA.
+      hi = mem.win[w + 1]!;
+    } else {
+      if (!mem.read64(hit.descPa, this.scratch)) return;
+      lo = this.scratch.lo;
+      hi = this.scratch.hi;
+    }
     if (lo === hit.descLo && hi === hit.descHi) return;
     let kind: BbmViolationKind | null = null;
     let why = '';
@@ -555,7 +574,11 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   private noteTableLink(pa: number, lo: number, hi: number): void {
     if ((lo & 3) !== 3) return;
     // A link inside a table no root reaches (EL2's own stage-1 tables, a table being built) changes nothing yet: it
-    // is indexed when that table itself is linked (the subtree scan below).
+    // is indexed when that table itself is linked (the subtree scan below). A descriptor in a level-3 table (a page
+    // descriptor has the same low bits as a table descriptor) links nothing either: return before the chain check
+    // of tableOf, which cannot change that answer (tableOf returns that table or null).
+    const known = this.frames.get(Math.floor(pa / FRAME));
+    if (known === undefined || known.level >= 3) return;
     const parent = this.tableOf(pa);
     if (parent === null || parent.level >= 3) return;
     const root = parent.root;

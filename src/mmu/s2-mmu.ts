@@ -20,6 +20,7 @@
  * on and not with it off.
  */
 
+import { S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI, S2_MEMATTR_LO, S2_XN0_HI, S2_XN_HI } from '../arch/desc.js';
 import { FaultType } from '../arch/fault.js';
 import type { CpuFeatures } from '../arch/features.js';
 import type { PhysMem } from '../mem/phys-mem.js';
@@ -55,6 +56,11 @@ function permSigOf(vtcrLo: number, vtcrHi: number, hcrLo: number, hcrHi: number,
   permSigs.set(key, permSigs.size + 1);
   return permSigs.size;
 }
+
+/** Descriptor bits[31:0] that `s2PermFault`/`s2NeedsHwUpdate` read for flags 0 or EL0: MemAttr, S2AP, AF. */
+const PERM_BITS_LO = S2_MEMATTR_LO | S2AP_R_LO | S2AP_W_LO | S2_AF_LO;
+/** Descriptor bits[63:32] they read: DBM, XN[1:0]. */
+const PERM_BITS_HI = S2_DBM_HI | S2_XN0_HI | S2_XN_HI;
 
 /** Decoded configurations an {@link S2Mmu} keeps (the host's and a few VMs' register values). */
 const CFG_CACHE = 8;
@@ -123,6 +129,20 @@ export class S2Mmu {
   private readonly keys = new Float64Array(CFG_CACHE * 6).fill(-1);
   private readonly sigs = new Int32Array(CFG_CACHE);
   private cacheNext = 0;
+  /**
+   * Per cache slot, the checker's {@link BbmChecker.rootsEpoch} right after `addRoot` of that slot's configuration
+   * (−1: not registered since the slot was decoded), and the checker it was registered with.
+   */
+  private readonly slotEpoch = new Float64Array(CFG_CACHE).fill(-1);
+  private epochChecker: BbmChecker | null = null;
+  /**
+   * One-entry memo of {@link S2Mmu.permMask}: the signature and the permission-relevant descriptor bits it was
+   * computed for (−1: empty), and the mask.
+   */
+  private pmSig = -1;
+  private pmLo = 0;
+  private pmHi = 0;
+  private pmMask = 0;
 
   /**
    * Creates an MMU with all registers zero (HCR_EL2.VM = 0: stage 2 off).
@@ -256,8 +276,29 @@ export class S2Mmu {
     return fault;
   }
 
-  /** Which plain/EL0 access classes the leaf permits with no hardware update, by the walker's own rules. */
+  /**
+   * Which plain/EL0 access classes the leaf permits with no hardware update, by the walker's own rules.
+   *
+   * Memoised for one (signature, relevant bits) pair: with flags 0 or EL0, `s2PermFault` and `s2NeedsHwUpdate` read
+   * only the configuration's permission fields (fixed by the signature: VTCR_EL2, HCR_EL2 and the features, never
+   * signature 0 here) and the descriptor's MemAttr, S2AP, AF, DBM and XN bits ({@link PERM_BITS_LO},
+   * {@link PERM_BITS_HI}); a leaf that agrees on those gets the same mask. The differential test in
+   * test/mmu/s2-mmu-perm-memo.test.ts compares it with the unmemoised computation.
+   */
   private permMask(lo: number, hi: number): number {
+    const mLo = lo & PERM_BITS_LO;
+    const mHi = hi & PERM_BITS_HI;
+    if (this.pmSig === this.permSig && this.pmLo === mLo && this.pmHi === mHi) return this.pmMask;
+    const mask = this.permMaskOf(lo, hi);
+    this.pmSig = this.permSig;
+    this.pmLo = mLo;
+    this.pmHi = mHi;
+    this.pmMask = mask;
+    return mask;
+  }
+
+  /** {@link S2Mmu.permMask} without the memo. */
+  private permMaskOf(lo: number, hi: number): number {
     const cfg = this.cur;
     let mask = 0;
     for (let access = 0; access <= 2; access++) {
@@ -302,6 +343,7 @@ export class S2Mmu {
     }
     if (slot < 0) {
       slot = this.cacheNext;
+      this.slotEpoch[slot] = -1; // a new configuration in this slot: not registered yet
       this.cacheNext = (slot + 1) % CFG_CACHE;
       const cfg = this.cache[slot]!; // JUSTIFY: slot < CFG_CACHE.
       decodeS2Config(vtcrLo, vtcrHi, vttbrLo, vttbrHi, hcrLo, hcrHi, this.features, cfg);
@@ -318,6 +360,16 @@ export class S2Mmu {
     this.cur = cfg;
     this.permSig = this.sigs[slot]!; // JUSTIFY: as above.
     const checker = this.checker;
-    if (checker !== null) checker.addRoot(cfg);
+    if (checker === null) return;
+    // addRoot(cfg) is a no-op when the checker's roots are unchanged since this slot's configuration was registered
+    // with the same checker (rootsEpoch counts every change of its root list): skip it then (a world switch back to
+    // a known VM). Any other case calls it.
+    if (checker !== this.epochChecker) {
+      this.epochChecker = checker;
+      this.slotEpoch.fill(-1);
+    }
+    if (this.slotEpoch[slot] === checker.rootsEpoch) return;
+    checker.addRoot(cfg);
+    this.slotEpoch[slot] = checker.rootsEpoch;
   }
 }
