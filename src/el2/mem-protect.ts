@@ -645,8 +645,10 @@ export function hostStage2Idmap(hyp: Hyp, addr: number): Ret {
  * because any other host stage-2 entry is the only record of its page's state.
  */
 export function hostStage2ForcePte(mem: PhysMem, addr: number, end: number, protLo: number, protHi: number): boolean {
+  // State bits force pages whatever the range (the region lookup only chooses the default prot to compare with).
+  if (protHi !== 0) return true;
   const memory = findMemRange(mem, addr, forceRange) && end <= forceRange.end;
-  return protHi !== 0 || protLo !== (memory ? PKVM_HOST_MEM_PROT : PKVM_HOST_MMIO_PROT);
+  return protLo !== (memory ? PKVM_HOST_MEM_PROT : PKVM_HOST_MMIO_PROT);
 }
 
 /** What a host stage-2 abort led to. */

@@ -99,6 +99,8 @@ export function refillMemcache(
   hostVcpuPa: number,
   admit: AdmitFn,
 ): Ret {
+  // Nothing to move: the kernel copies the host struct and writes the same values back, which changes nothing.
+  if (mc.nrPages >= minPages) return 0;
   const host = hostCopy;
   readHostMemcache(mem, hostVcpuPa + HOST_VCPU.MC_HEAD, host);
   let ret: Ret = 0;
