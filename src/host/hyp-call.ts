@@ -11,6 +11,9 @@ import { Err } from '../arch/errno.js';
 import type { KernelLog } from './klog.js';
 import type { HvcConduit } from './ports.js';
 
+/** Entries of the most-recently-used name cache of {@link HypCaller.call} (a power of two). */
+const MRU = 4;
+
 /** Issues host hypercalls through an {@link HvcConduit}. */
 export class HypCaller {
   private readonly conduit: HvcConduit;
@@ -20,8 +23,22 @@ export class HypCaller {
   /** The register file the host fills for each call (x0…x7); holds x0/x1 of the last call afterwards. */
   readonly regs = new RegFile();
   private readonly idByName: Record<string, number> = {};
-  /** Calls issued, by kernel name. */
+  /**
+   * Calls issued, by kernel name. Each property is a read-only view (an enumerable getter) of a slot of
+   * {@link HypCaller.tally}, which `call` increments without a by-name store.
+   */
   readonly counts: Record<string, number> = {};
+  /** The counters behind {@link HypCaller.counts}, by slot (one per profile name). */
+  private readonly tally: Float64Array;
+  /**
+   * Most-recently-used names (`mruName[k]`), with their function ids and counter slots: `call` compares the name it
+   * is given with these (callers pass string literals, so the comparison is by identity) before the by-name lookup.
+   */
+  private readonly mruName: string[] = [];
+  private readonly mruId = new Float64Array(MRU);
+  private readonly mruSlot = new Int32Array(MRU);
+  private readonly slotByName: Record<string, number> = {};
+  private mruNext = 0;
 
   /**
    * @param conduit the HVC path to EL2.
@@ -32,13 +49,22 @@ export class HypCaller {
     this.conduit = conduit;
     this.profile = profile;
     this.log = log;
+    const names: string[] = [];
     for (const name of profile.names) {
       if (name === undefined) continue;
       const id = hcallFuncId(profile, name);
       if (id !== null) {
         this.idByName[name] = id;
-        this.counts[name] = 0;
+        if (this.slotByName[name] === undefined) {
+          this.slotByName[name] = names.length;
+          names.push(name);
+        }
       }
+    }
+    const tally = new Float64Array(names.length);
+    this.tally = tally;
+    for (let k = 0; k < names.length; k++) {
+      Object.defineProperty(this.counts, names[k]!, { enumerable: true, get: () => tally[k]! }); // JUSTIFY: k < length.
     }
   }
 
@@ -59,12 +85,31 @@ export class HypCaller {
    * @returns x1 truncated to `int`, as the kernel's callers read it (an errno, 0, or a handle).
    */
   call(cpu: number, fn: string, a1 = 0, a2 = 0, a3 = 0, a4 = 0): number {
-    const id = this.idByName[fn];
-    if (id === undefined) {
-      // A kernel built for this ABI has no such call; the host paths select by profile so they never get here.
-      // Reaching it is a WARN with the failure value of the wrapper, not a crash of the model.
-      this.log.warnOn(true, `kvm_call_hyp_nvhe(${fn}): not in profile ${this.profile.name}`);
-      return Err.EOPNOTSUPP;
+    const mru = this.mruName;
+    let k = 0;
+    const n = mru.length;
+    while (k < n && mru[k] !== fn) k++;
+    let id: number;
+    let slot: number;
+    if (k < n) {
+      id = this.mruId[k]!; // JUSTIFY: k < MRU.
+      slot = this.mruSlot[k]!;
+    } else {
+      const byName = this.idByName[fn];
+      if (byName === undefined) {
+        // A kernel built for this ABI has no such call; the host paths select by profile so they never get here.
+        // Reaching it is a WARN with the failure value of the wrapper, not a crash of the model.
+        this.log.warnOn(true, `kvm_call_hyp_nvhe(${fn}): not in profile ${this.profile.name}`);
+        return Err.EOPNOTSUPP;
+      }
+      id = byName;
+      slot = this.slotByName[fn]!; // JUSTIFY: set with idByName.
+      // Append, then replace the least recently added entry (round robin).
+      const at = n < MRU ? n : this.mruNext;
+      if (n === MRU) this.mruNext = (at + 1) & (MRU - 1);
+      mru[at] = fn;
+      this.mruId[at] = id;
+      this.mruSlot[at] = slot;
     }
     const r = this.regs;
     r.set(0, id, 0);
@@ -75,7 +120,7 @@ export class HypCaller {
     r.set(5, 0, 0);
     r.set(6, 0, 0);
     r.set(7, 0, 0);
-    this.counts[fn]!++; // JUSTIFY: every profile name has a counter.
+    this.tally[slot]!++; // JUSTIFY: slot < tally.length (one per profile name).
     this.conduit.hvc(cpu, r);
     if (r.lo(0) !== 0 || r.hi(0) !== 0) {
       // The message is built only on the failure path: this is the hypercall hot path.

@@ -255,7 +255,17 @@ export class S2Mmu {
           : this.tlb.lookupPaDesc(cfg.vmid, ipa, permBit, this.permSig, out);
         if (hit === 1) {
           this.tlbHits++;
-          if (checker !== null) checker.onTlbHit(cfg, out, access, flags);
+          if (checker !== null) {
+            // BbmChecker.onTlbHit's first test, inlined: it returns at once when the descriptor in memory still
+            // holds the value the entry was filled from. Only that case is short-cut (read from the memory's flat
+            // window, as onTlbHit reads it); every other one calls it.
+            const mem = this.mem;
+            const off = out.descPa - mem.winBase;
+            const w = off >>> 2; // JUSTIFY: used only when 0 ≤ off < winBytes ≤ 2^32.
+            if (!(off >= 0 && off < mem.winBytes && mem.win[w] === out.descLo && mem.win[w + 1] === out.descHi)) {
+              checker.onTlbHit(cfg, out, access, flags);
+            }
+          }
           return FaultType.NONE;
         }
         if (hit === 0) return this.walkAndFill(ipa, access, flags, out); // the miss is counted, as translate would
