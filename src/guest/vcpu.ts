@@ -229,7 +229,9 @@ export class GuestVcpu {
       }
       const access = kind === GuestOp.LOAD ? AccessKind.READ : kind === GuestOp.STORE ? AccessKind.WRITE : AccessKind.EXEC;
       let fault = mmu.translatePa(ipa, access, 0, walk);
-      if (fault === FaultType.NONE && kind !== GuestOp.FETCH && !mem.isRam(walk.pa)) {
+      // A PA in the memory's flat window is RAM (the window is a flat RAM region): test it before isRam's lookup.
+      const winOff = walk.pa - mem.winBase;
+      if (fault === FaultType.NONE && kind !== GuestOp.FETCH && !(winOff >= 0 && winOff < mem.winBytes) && !mem.isRam(walk.pa)) {
         // The translated PA is not memory: a synchronous external abort on the access itself (DFSC 0x10).
         walk.fault = FaultType.SEA;
         walk.level = 0;

@@ -129,6 +129,9 @@ export class S2Mmu {
   private readonly keys = new Float64Array(CFG_CACHE * 6).fill(-1);
   private readonly sigs = new Int32Array(CFG_CACHE);
   private cacheNext = 0;
+  /** Slot of the current configuration, and of the one current before it. */
+  private curSlot = 0;
+  private prevSlot = 0;
   /**
    * Per cache slot, the checker's {@link BbmChecker.rootsEpoch} right after `addRoot` of that slot's configuration
    * (−1: not registered since the slot was decoded), and the checker it was registered with.
@@ -344,11 +347,19 @@ export class S2Mmu {
     const hcrLo = this.hcrLo;
     const hcrHi = this.hcrHi;
     let slot = -1;
-    for (let k = 0, o = 0; k < CFG_CACHE; k++, o += 6) {
-      if (keys[o] === vtcrLo && keys[o + 1] === vtcrHi && keys[o + 2] === vttbrLo && keys[o + 3] === vttbrHi &&
-        keys[o + 4] === hcrLo && keys[o + 5] === hcrHi) {
-        slot = k;
-        break;
+    // A world switch returns to the configuration current before this one: try its slot first (keys are unique, so
+    // a match there is the slot the scan would find).
+    const p = this.prevSlot * 6;
+    if (keys[p] === vtcrLo && keys[p + 1] === vtcrHi && keys[p + 2] === vttbrLo && keys[p + 3] === vttbrHi &&
+      keys[p + 4] === hcrLo && keys[p + 5] === hcrHi) {
+      slot = this.prevSlot;
+    } else {
+      for (let k = 0, o = 0; k < CFG_CACHE; k++, o += 6) {
+        if (keys[o] === vtcrLo && keys[o + 1] === vtcrHi && keys[o + 2] === vttbrLo && keys[o + 3] === vttbrHi &&
+          keys[o + 4] === hcrLo && keys[o + 5] === hcrHi) {
+          slot = k;
+          break;
+        }
       }
     }
     if (slot < 0) {
@@ -365,6 +376,10 @@ export class S2Mmu {
       keys[o + 4] = hcrLo;
       keys[o + 5] = hcrHi;
       this.sigs[slot] = permSigOf(vtcrLo, vtcrHi, hcrLo, hcrHi, this.features);
+    }
+    if (slot !== this.curSlot) {
+      this.prevSlot = this.curSlot;
+      this.curSlot = slot;
     }
     const cfg = this.cache[slot]!; // JUSTIFY: slot < CFG_CACHE.
     this.cur = cfg;
