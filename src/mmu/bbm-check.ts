@@ -158,6 +158,8 @@ export interface DescLocation {
 }
 
 const FRAME = 4096;
+/** Slots of the checker's frame-lookup cache (a power of two). */
+const FC_SIZE = 4096;
 /** Leaf bits whose change needs no BBM: S2AP, AF. */
 const LEAF_FREE_LO = (S2AP_R_LO | S2AP_W_LO | S2_AF_LO) >>> 0;
 /** Leaf bits whose change needs no BBM: DBM, XN[1:0], SW, PBHA, bit 63 (ignored). */
@@ -223,6 +225,13 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   private pendTtl = new Int32Array(PEND_INITIAL);
   private roots: RootInfo[] = [];
   private readonly frames = new Map<number, TableInfo>();
+  /**
+   * A direct-mapped cache in front of {@link BbmChecker.frames} (slot = PFN[11:0]): `fcTag` holds the PFN whose
+   * lookup result `fcInfo` holds (`undefined`: not indexed), NaN when empty. Every store to `frames` updates it and
+   * clearing `frames` empties it, so it always agrees with the map.
+   */
+  private readonly fcTag = new Float64Array(FC_SIZE).fill(NaN);
+  private readonly fcInfo: (TableInfo | undefined)[] = new Array<TableInfo | undefined>(FC_SIZE).fill(undefined);
   private indexDirty = true;
   private readonly staleSeen = new Set<string>();
   private readonly scratch: U64 = { lo: 0, hi: 0 };
@@ -539,9 +548,26 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     this.violations.push({ kind, pa, oldLo: oldLo >>> 0, oldHi: oldHi >>> 0, newLo: newLo >>> 0, newHi: newHi >>> 0, vmid, ipa, level, message });
   }
 
+  /** `frames.get(pfn)` through the direct-mapped cache (see {@link BbmChecker.fcTag}). */
+  private frameOf(pfn: number): TableInfo | undefined {
+    const slot = (pfn >>> 0) & (FC_SIZE - 1); // JUSTIFY: `pfn >>> 0` is ToUint32 (exact modulo 2^32): the slot bits.
+    if (this.fcTag[slot] === pfn) return this.fcInfo[slot];
+    const info = this.frames.get(pfn);
+    this.fcTag[slot] = pfn;
+    this.fcInfo[slot] = info;
+    return info;
+  }
+
+  /** Records `frames.set(pfn, t)` in the cache. */
+  private cacheFrame(pfn: number, t: TableInfo): void {
+    const slot = (pfn >>> 0) & (FC_SIZE - 1); // JUSTIFY: as in frameOf.
+    this.fcTag[slot] = pfn;
+    this.fcInfo[slot] = t;
+  }
+
   /** The table containing `pa`, if the index knows it and its chain to a root is still linked. */
   private tableOf(pa: number): TableInfo | null {
-    const info = this.frames.get(Math.floor(pa / FRAME));
+    const info = this.frameOf(Math.floor(pa / FRAME));
     if (info === undefined || pa < info.base || pa >= info.base + info.entries * 8) return null;
     return this.stillLinked(info, 6) ? info : null;
   }
@@ -563,7 +589,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       if (s2DescAddr(s.lo, s.hi, t.root.gShift, t.root.oaFormat) !== t.base) return false;
       // A live parent pointer is what the index maps the parent's page to (any change marks it dead): skip the lookup.
       let parent = t.parent;
-      if (parent === null || parent.dead) parent = this.frames.get(Math.floor(t.parentPa / FRAME)) ?? null;
+      if (parent === null || parent.dead) parent = this.frameOf(Math.floor(t.parentPa / FRAME)) ?? null;
       if (parent === null || parent.level !== t.level - 1) return false;
       t = parent;
     }
@@ -577,7 +603,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     // is indexed when that table itself is linked (the subtree scan below). A descriptor in a level-3 table (a page
     // descriptor has the same low bits as a table descriptor) links nothing either: return before the chain check
     // of tableOf, which cannot change that answer (tableOf returns that table or null).
-    const known = this.frames.get(Math.floor(pa / FRAME));
+    const known = this.frameOf(Math.floor(pa / FRAME));
     if (known === undefined || known.level >= 3) return;
     const parent = this.tableOf(pa);
     if (parent === null || parent.level >= 3) return;
@@ -594,9 +620,10 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
     const first = Math.floor(t.base / FRAME);
     const last = Math.floor((t.base + t.entries * 8 - 1) / FRAME);
     for (let f = first; f <= last; f++) {
-      const prev = this.frames.get(f);
+      const prev = this.frameOf(f);
       if (prev !== undefined && prev !== t) prev.dead = true;
       this.frames.set(f, t);
+      this.cacheFrame(f, t);
     }
   }
 
@@ -604,6 +631,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
   private clearFrames(): void {
     for (const info of this.frames.values()) info.dead = true;
     this.frames.clear();
+    this.fcTag.fill(NaN);
   }
 
   /** Re-indexes every table reachable from the registered roots (most recent root first wins a shared page). */
@@ -626,7 +654,7 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       const pa = t.base + i * 8;
       if (!this.mem.read64(pa, s) || (s.lo & 3) !== 3) continue;
       const child = s2DescAddr(s.lo, s.hi, root.gShift, root.oaFormat);
-      const known = this.frames.get(Math.floor(child / FRAME));
+      const known = this.frameOf(Math.floor(child / FRAME));
       if (known !== undefined && known.root === root) continue; // a loop or an alias within this root
       this.scan({ root, level: t.level + 1, base: child, entries: pow2(root.stride), ipaBase: t.ipaBase + i * pow2(shift), parentPa: pa, parent: t, dead: false });
     }
