@@ -67,8 +67,11 @@ import {
 } from './types.js';
 import {
   kvmPgdPages,
+  kvmPgtableFindPage4k,
   kvmPgtableWalk,
   kvmPgtableWalkNoTablePre,
+  kvmPgtableWalkResult,
+  pgtableFastPaths,
   kvmPgtableWalkUnlinked,
   type VisitCtx,
   type VisitorFn,
@@ -362,36 +365,48 @@ function mmuOf(pgt: KvmPgtable): KvmS2Mmu {
  * @returns false if the entry is already locked (never at EL2, where walks are exclusive: a WARN).
  */
 function stage2TryBreakPte(ctx: VisitCtx<unknown>, pgt: KvmPgtable): boolean {
-  const oldLo = ctx.oldLo;
-  const oldHi = ctx.oldHi;
+  return stage2TryBreakPteAt(pgt, ctx.ptep, ctx.oldLo, ctx.oldHi, ctx.level, ctx.addr, ctx.flags);
+}
+
+/**
+ * {@link stage2TryBreakPte} on the entry at `ptep` (old halves, level, cursor address and walk flags given: the
+ * visitor context's fields; its memory, mm_ops and granule are always the table's).
+ */
+function stage2TryBreakPteAt(pgt: KvmPgtable, ptep: number, oldLo: number, oldHi: number, level: number, addr: number, flags: number): boolean {
   if (stage2PteIsLocked(oldLo)) {
     pgt.warn('stage2_try_break_pte: PTE already locked in an exclusive walk');
     return false;
   }
   if (injected(Bug.SKIP_BBM_BREAK) && kvmPteValid(oldLo)) {
-    if (stage2PteIsCounted(oldLo, oldHi)) ctx.mmOps.putPage(ctx.ptep); // planted bug: no break, no TLBI
+    if (stage2PteIsCounted(oldLo, oldHi)) pgt.mmOps.putPage(ptep); // planted bug: no break, no TLBI
     return true;
   }
-  ctx.mem.writeDesc(ctx.ptep, KVM_INVALID_PTE_LOCKED_LO, 0);
-  if ((ctx.flags & WalkFlags.SKIP_BBM_TLBI) === 0 && !injected(Bug.MISSING_TLBI_UNMAP)) {
+  pgt.mem.writeDesc(ptep, KVM_INVALID_PTE_LOCKED_LO, 0);
+  if ((flags & WalkFlags.SKIP_BBM_TLBI) === 0 && !injected(Bug.MISSING_TLBI_UNMAP)) {
     const mmu = mmuOf(pgt);
-    if (kvmPteTable(oldLo, ctx.level)) {
-      const size = kvmGranuleSize(ctx.granule, ctx.level);
-      kvmTlbFlushVmidRange(mmu.tlb, mmu.vmid, alignDownPow2(ctx.addr, size), size);
+    if (kvmPteTable(oldLo, level)) {
+      const size = kvmGranuleSize(pgt.granule, level);
+      kvmTlbFlushVmidRange(mmu.tlb, mmu.vmid, alignDownPow2(addr, size), size);
     } else if (kvmPteValid(oldLo)) {
-      kvmTlbFlushVmidIpa(mmu.tlb, mmu.vmid, ctx.addr, ctx.level);
+      kvmTlbFlushVmidIpa(mmu.tlb, mmu.vmid, addr, level);
     }
   }
-  if (stage2PteIsCounted(oldLo, oldHi)) ctx.mmOps.putPage(ctx.ptep);
+  if (stage2PteIsCounted(oldLo, oldHi)) pgt.mmOps.putPage(ptep);
   return true;
 }
 
 /** `stage2_make_pte()`: takes a reference for a counted new entry and publishes it. */
 function stage2MakePte(ctx: VisitCtx<unknown>, pgt: KvmPgtable, newLo: number, newHi: number): void {
-  const cur = ctx.mem.read64Lo(ctx.ptep);
+  stage2MakePteAt(pgt, ctx.ptep, newLo, newHi);
+}
+
+/** {@link stage2MakePte} on the entry at `ptep`. */
+function stage2MakePteAt(pgt: KvmPgtable, ptep: number, newLo: number, newHi: number): void {
+  const mem = pgt.mem;
+  const cur = mem.read64Lo(ptep);
   if (!stage2PteIsLocked(cur)) pgt.warn('stage2_make_pte: PTE not locked');
-  if (stage2PteIsCounted(newLo, newHi)) ctx.mmOps.getPage(ctx.ptep);
-  ctx.mem.writeDesc(ctx.ptep, newLo, newHi);
+  if (stage2PteIsCounted(newLo, newHi)) pgt.mmOps.getPage(ptep);
+  mem.writeDesc(ptep, newLo, newHi);
 }
 
 /** `struct stage2_map_data`. */
@@ -492,7 +507,6 @@ function stage2LeafMappingAllowed(ctx: VisitCtx<Stage2MapData>): boolean {
 /** `stage2_map_walker_try_leaf()`: -E2BIG when no leaf may go here, -EAGAIN when nothing needs to change. */
 function stage2MapWalkerTryLeaf(ctx: VisitCtx<Stage2MapData>): number {
   const data = ctx.arg;
-  const pgt = data.pgt;
   if (!stage2LeafMappingAllowed(ctx)) return Err.E2BIG;
   const nu = data.nu;
   if (!data.annotation) {
@@ -501,40 +515,55 @@ function stage2MapWalkerTryLeaf(ctx: VisitCtx<Stage2MapData>): number {
     nu.lo = kvmInitInvalidLeafOwnerLo(data.ownerId);
     nu.hi = 0;
   }
-  const newLo = nu.lo;
-  const newHi = nu.hi;
-  const oldLo = ctx.oldLo;
-  const oldHi = ctx.oldHi;
+  return stage2MapLeafAt(data.pgt, ctx.ptep, ctx.oldLo, ctx.oldHi, ctx.level, ctx.addr, ctx.flags, nu.lo, nu.hi);
+}
 
+/**
+ * The rest of `stage2_map_walker_try_leaf()` once the leaf is allowed and the new entry composed: the entry at
+ * `ptep` (old halves, level, cursor address, walk flags) becomes `newLo`/`newHi` — unchanged (-EAGAIN) when only
+ * permissions differ, in place when only software bits differ, otherwise by break-before-make with cache
+ * maintenance.
+ */
+function stage2MapLeafAt(
+  pgt: KvmPgtable,
+  ptep: number,
+  oldLo: number,
+  oldHi: number,
+  level: number,
+  addr: number,
+  flags: number,
+  newLo: number,
+  newHi: number,
+): number {
   // Same mapping, or only permissions differ: the vCPU faults again and goes through relax_perms.
   if (!stage2PteNeedsUpdate(oldLo, oldHi, newLo, newHi)) return Err.EAGAIN;
 
+  const mmOps = pgt.mmOps;
   // Only software bits change: store them and go, no break-before-make (V1 83/89).
   if ((oldLo ^ newLo) === 0 && ((oldHi ^ newHi) & ~PROT_SW_HI) === 0) {
     const oldCounted = stage2PteIsCounted(oldLo, oldHi);
     if (oldCounted !== stage2PteIsCounted(newLo, newHi)) {
-      if (oldCounted) ctx.mmOps.putPage(ctx.ptep);
-      else ctx.mmOps.getPage(ctx.ptep);
+      if (oldCounted) mmOps.putPage(ptep);
+      else mmOps.getPage(ptep);
     }
-    ctx.mem.writeDesc(ctx.ptep, newLo, newHi);
+    pgt.mem.writeDesc(ptep, newLo, newHi);
     return 0;
   }
 
-  if (!stage2TryBreakPte(ctx, pgt)) return Err.EAGAIN;
+  if (!stage2TryBreakPteAt(pgt, ptep, oldLo, oldHi, level, addr, flags)) return Err.EAGAIN;
 
   // Cache maintenance before the new PTE is visible to the guest.
-  if ((ctx.flags & WalkFlags.SKIP_CMO) === 0) {
-    const granule = kvmGranuleSize(ctx.granule, ctx.level);
-    const dc = ctx.mmOps.dcacheCleanInvalPoc;
+  if ((flags & WalkFlags.SKIP_CMO) === 0) {
+    const dc = mmOps.dcacheCleanInvalPoc;
     if (dc !== undefined && stage2PteCacheable(pgt, newLo)) {
-      dc.call(ctx.mmOps, kvmPteToPhys(newLo, newHi, ctx.granule), granule);
+      dc.call(mmOps, kvmPteToPhys(newLo, newHi, pgt.granule), kvmGranuleSize(pgt.granule, level));
     }
-    const ic = ctx.mmOps.icacheInvalPou;
+    const ic = mmOps.icacheInvalPou;
     if (ic !== undefined && stage2PteExecutable(newLo, newHi)) {
-      ic.call(ctx.mmOps, kvmPteToPhys(newLo, newHi, ctx.granule), granule);
+      ic.call(mmOps, kvmPteToPhys(newLo, newHi, pgt.granule), kvmGranuleSize(pgt.granule, level));
     }
   }
-  stage2MakePte(ctx, pgt, newLo, newHi);
+  stage2MakePteAt(pgt, ptep, newLo, newHi);
   return 0;
 }
 
@@ -586,6 +615,9 @@ function stage2MapWalker(ctx: VisitCtx<Stage2MapData>, visit: WalkVisit): number
 }
 
 const attrScratch: Halves = { lo: 0, hi: 0 };
+/** The last-level entry a one-page fast path found, and the new descriptor it composes. */
+const fastLeaf: LeafOut = { lo: 0, hi: 0, level: 0 };
+const fastNu: Halves = { lo: 0, hi: 0 };
 
 /**
  * Maps [addr, addr + size) to [phys, …) with `prot`, using blocks where the level allows them, the range and both
@@ -627,7 +659,21 @@ export function stage2Map(
   const ret = stage2SetProtAttr(pgt, protLo, protHi, attrScratch);
   if (ret !== 0) return ret;
   const phys0 = alignDownPow2(phys, pgtPageSize(pgt.granule));
-  const mw = takeMapWalk(pgt, phys0, attrScratch.lo, attrScratch.hi, 0, mc, forcePte, false, flags | WalkFlags.TABLE_PRE | WalkFlags.LEAF);
+  const walkFlags = flags | WalkFlags.TABLE_PRE | WalkFlags.LEAF;
+  if (pgt.granule === '4k' && pgtableFastPaths()) {
+    const ptep = modPow2(phys0, 0x1000) === 0 ? kvmPgtableFindPage4k(pgt, addr, size, walkFlags, fastLeaf) : -1;
+    if (ptep >= 0) {
+      // The walk's one LEAF visit (stage2_map_walk_leaf() at the last level), made directly: the leaf is allowed
+      // (a page at the last level, one-page range, phys0 page aligned), so try_leaf composes the page descriptor for
+      // OA phys0 (the cursor is the walk's start) and never returns -E2BIG.
+      kvmInitValidLeafPte('4k', phys0, attrScratch.lo, attrScratch.hi, KVM_PGTABLE_LAST_LEVEL, fastNu);
+      const start = alignDownPow2(addr, 0x1000);
+      const r = stage2MapLeafAt(pgt, ptep, fastLeaf.lo, fastLeaf.hi, KVM_PGTABLE_LAST_LEVEL, start, walkFlags, fastNu.lo, fastNu.hi);
+      mmu.tlb.dsb(); // dsb(ishst)
+      return kvmPgtableWalkResult(walkFlags, r) as Ret; // JUSTIFY: the map visitor returns only 0 or a negated errno.
+    }
+  }
+  const mw = takeMapWalk(pgt, phys0, attrScratch.lo, attrScratch.hi, 0, mc, forcePte, false, walkFlags);
   let r: number;
   try {
     // TABLE_PRE on a one-page walk is a no-op here: stage2LeafMappingAllowed() is false above the last level (the
@@ -653,7 +699,17 @@ export function stage2Map(
 export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: Memcache, ownerId: number): Ret {
   mmuOf(pgt);
   if (!Number.isInteger(ownerId) || ownerId < 0 || ownerId > KVM_MAX_OWNER_ID) return Err.EINVAL;
-  const mw = takeMapWalk(pgt, 0, 0, 0, ownerId, mc, true, true, WalkFlags.TABLE_PRE | WalkFlags.LEAF);
+  const walkFlags = WalkFlags.TABLE_PRE | WalkFlags.LEAF;
+  if (pgt.granule === '4k' && pgtableFastPaths()) {
+    const ptep = kvmPgtableFindPage4k(pgt, addr, size, walkFlags, fastLeaf);
+    if (ptep >= 0) {
+      // The walk's one LEAF visit, made directly: an annotation is allowed at the last level.
+      const start = alignDownPow2(addr, 0x1000);
+      const r = stage2MapLeafAt(pgt, ptep, fastLeaf.lo, fastLeaf.hi, KVM_PGTABLE_LAST_LEVEL, start, walkFlags, kvmInitInvalidLeafOwnerLo(ownerId), 0);
+      return kvmPgtableWalkResult(walkFlags, r) as Ret; // JUSTIFY: the map visitor returns only 0 or a negated errno.
+    }
+  }
+  const mw = takeMapWalk(pgt, 0, 0, 0, ownerId, mc, true, true, walkFlags);
   try {
     // TABLE_PRE on a one-page walk is a no-op: forcePte keeps annotations at the last level.
     return kvmPgtableWalkNoTablePre(pgt, addr, size, mw.walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.

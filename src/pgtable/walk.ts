@@ -357,10 +357,6 @@ export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, w
  * @remarks A short-cut of `kvm_pgtable_walk()` (arch/arm64/kvm/hyp/pgtable.c); the caller vouches for its visitor.
  */
 export function kvmPgtableWalkNoTablePre<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
-  if (fastPaths && pgt.granule === '4k') {
-    const ret = walkPage4k(pgt, addr, size, walker);
-    if (page4kTaken) return ret;
-  }
   return walkRange(pgt, addr, size, walker, fastPaths);
 }
 
@@ -484,8 +480,6 @@ function getLeaf4k(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
   return 0;
 }
 
-/** The last-level entry {@link walkPage4k} visits. */
-const pageLeaf: LeafOut = { lo: 0, hi: 0, level: 0 };
 
 /**
  * Descends a 4 KiB-granule table from its pgd along the path of the page at `lo`/`hi` (bits[31:12] and [52:32] of
@@ -502,7 +496,10 @@ function descend4k(pgt: KvmPgtable, lo: number, hi: number, out: LeafOut): numbe
   let tablePa = pgt.pgd + pgdIdx * 0x1000;
   const mem = pgt.mem;
   for (;;) {
-    const ptep = tablePa + tableIndex(lo, hi, 12 + (3 - level) * 9, 511) * 8;
+    // The entry's index: address bits [20:12], [29:21], [38:30], [47:39] or [52:48] for levels 3, 2, 1, 0, -1.
+    const idx =
+      level === 3 ? (lo >>> 12) & 511 : level === 2 ? (lo >>> 21) & 511 : level === 1 ? ((lo >>> 30) | (hi << 2)) & 511 : level === 0 ? (hi >>> 7) & 511 : (hi >>> 16) & 511;
+    const ptep = tablePa + idx * 8;
     mem.read64(ptep, scratch);
     const dlo = scratch.lo;
     const dhi = scratch.hi;
@@ -518,46 +515,40 @@ function descend4k(pgt: KvmPgtable, lo: number, hi: number, out: LeafOut): numbe
   }
 }
 
-/** Set by {@link walkPage4k}: whether it handled the walk. */
-let page4kTaken = false;
-
 /**
- * The one-page walk of {@link kvmPgtableWalkNoTablePre} on a 4 KiB-granule table, when every entry above the last
- * level on the page's path is a table: descends with {@link descend4k} and makes the walk's only remaining
- * callback, the LEAF visit of the last-level entry, with the context `walkOnePage` would give it (the entries above
- * were TABLE_PRE visits, skipped by the caller's guarantee). Sets `page4kTaken` to false, having changed nothing,
- * for every other case (a leaf above the last level, a range other than one page, an address outside [0, 2^53),
- * SHARED or TABLE_POST walks, the walk's range and pgd errors), which the general walk then handles.
+ * Where a one-page `kvm_pgtable_walk()` of a 4 KiB-granule table reaches its last-level entry with every entry above
+ * it a table: for the stage-2 map and set_owner fast paths, which then make the walk's one LEAF visit themselves.
+ *
+ * @param pgt the table.
+ * @param addr the address (the walk's start is its page).
+ * @param size the walk's size.
+ * @param flags the walk's flags.
+ * @param out receives the last-level entry's halves and level 3.
+ * @returns the entry's PA, or -1 (having changed nothing) when the walk would not be that: a range other than one
+ *   page, an address outside [0, 2^53), a SHARED or TABLE_POST walk, the walk's range and pgd errors, or a
+ *   non-table entry above the last level.
+ * @remarks A short-cut of the path `kvm_pgtable_walk()` (arch/arm64/kvm/hyp/pgtable.c) takes to the leaf: the
+ *   same reads, in the same order, without the TABLE_PRE visits (the callers' visitors do nothing there).
  */
-function walkPage4k<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
-  page4kTaken = false;
-  const flags = walker.flags;
-  if ((flags & (WalkFlags.SHARED | WalkFlags.TABLE_POST)) !== 0) return 0;
+export function kvmPgtableFindPage4k(pgt: KvmPgtable, addr: number, size: number, flags: number, out: LeafOut): number {
+  if ((flags & (WalkFlags.SHARED | WalkFlags.TABLE_POST)) !== 0) return -1;
   // The range rounds out to exactly one page when 0 < size <= PAGE_SIZE.
-  if (!(addr >= 0 && addr < EXACT_LIMIT && size > 0 && size <= 0x1000)) return 0;
+  if (!(addr >= 0 && addr < EXACT_LIMIT && size > 0 && size <= 0x1000)) return -1;
   // JUSTIFY: addr is in [0, 2^53): ToUint32 gives bits[31:0] of floor(addr), and hi = bits[52:32].
   const hi = Math.floor(addr / 0x1_0000_0000);
   const lo = (addr >>> 0) & PAGE_MASK_4K;
   const start = hi * 0x1_0000_0000 + (lo >>> 0); // ALIGN_DOWN(addr, PAGE_SIZE), exact
   const level = pgt.startLevel;
-  if (start + 0x1000 > pow2(pgt.iaBits) || pgt.pgd < 0 || level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return 0;
-  const ptep = descend4k(pgt, lo, hi, pageLeaf);
-  if (pageLeaf.level !== KVM_PGTABLE_LAST_LEVEL) return 0;
-  page4kTaken = true;
-  if ((flags & WalkFlags.LEAF) === 0) return 0;
-  const st = acquireWalk(pgt, walker.arg, flags, start, start + 0x1000, KVM_PGTABLE_LAST_LEVEL, 12);
-  // JUSTIFY: the state was filled from this walker's argument; visitors only see the VisitCtx<T> view.
-  const ctx = st as unknown as VisitCtx<T>;
-  ctx.ptep = ptep;
-  ctx.oldLo = pageLeaf.lo;
-  ctx.oldHi = pageLeaf.hi;
-  let ret: number;
-  try {
-    ret = walker.cb(ctx, WalkFlags.LEAF);
-  } finally {
-    releaseWalk(st);
-  }
-  // A last-level entry never becomes a table, so the walk ends here (the re-read changes nothing).
+  if (start + 0x1000 > pow2(pgt.iaBits) || pgt.pgd < 0 || level < -1 || level > KVM_PGTABLE_LAST_LEVEL) return -1;
+  const ptep = descend4k(pgt, lo, hi, out);
+  return out.level === KVM_PGTABLE_LAST_LEVEL ? ptep : -1;
+}
+
+/**
+ * `kvm_pgtable_walk_continue()` for a walk's final visitor return: the value the walk returns (0 for a return that
+ * does not stop it).
+ */
+export function kvmPgtableWalkResult(flags: number, ret: number): number {
   return walkContinue(flags, ret) ? 0 : ret;
 }
 
