@@ -493,24 +493,50 @@ function descend4k(pgt: KvmPgtable, lo: number, hi: number, out: LeafOut): numbe
   // pgd page count (at most 16).
   const pgdShift = 12 + (4 - level) * 9;
   const pgdIdx = pgdShift >= 53 ? 0 : tableIndex(lo, hi, pgdShift, 0x7fff_ffff);
-  let tablePa = pgt.pgd + pgdIdx * 0x1000;
+  const pgd = pgt.pgd + pgdIdx * 0x1000;
+  // Table addresses as halves, as the hardware walker keeps them (s2-walk.ts): tHi = PA[51:32], tLo = PA[31:0] as
+  // an int32. A table is page aligned, so tLo + index × 8 never carries into tHi.
+  let tHi = Math.floor(pgd / 0x1_0000_0000);
+  let tLo = pgd | 0; // JUSTIFY: pgd < 2^53; `| 0` is PA[31:0] as an int32.
   const mem = pgt.mem;
+  // The memory's flat window (PhysMem.winHi): a descriptor in it is read with int32 arithmetic only; anything else
+  // goes through read64 (which may move the window).
+  let win = mem.win;
+  let winHi = mem.winHi;
+  let winLo = mem.winLo;
+  let winLen = mem.winLen;
+  let winOff = mem.winOff;
   for (;;) {
     // The entry's index: address bits [20:12], [29:21], [38:30], [47:39] or [52:48] for levels 3, 2, 1, 0, -1.
     const idx =
       level === 3 ? (lo >>> 12) & 511 : level === 2 ? (lo >>> 21) & 511 : level === 1 ? ((lo >>> 30) | (hi << 2)) & 511 : level === 0 ? (hi >>> 7) & 511 : (hi >>> 16) & 511;
-    const ptep = tablePa + idx * 8;
-    mem.read64(ptep, scratch);
-    const dlo = scratch.lo;
-    const dhi = scratch.hi;
+    const dLo = tLo + (idx << 3); // int32: no carry out of the table (see above)
+    const rel = (dLo - winLo) >>> 0;
+    let dlo: number;
+    let dhi: number;
+    if (tHi === winHi && rel < winLen) {
+      const w = (rel >>> 2) + winOff;
+      dlo = win[w]!; // JUSTIFY: w + 1 < win.length for an 8-byte aligned descriptor in the window.
+      dhi = win[w + 1]!;
+    } else {
+      mem.read64(tHi * 0x1_0000_0000 + (dLo >>> 0), scratch);
+      dlo = scratch.lo;
+      dhi = scratch.hi;
+      win = mem.win;
+      winHi = mem.winHi;
+      winLo = mem.winLo;
+      winLen = mem.winLen;
+      winOff = mem.winOff;
+    }
     if (level === KVM_PGTABLE_LAST_LEVEL || (dlo & 3) !== 3) {
       out.lo = dlo;
       out.hi = dhi;
       out.level = level;
-      return ptep;
+      return tHi * 0x1_0000_0000 + (dLo >>> 0);
     }
     // kvm_pte_to_phys(), 4K: OA[47:12].
-    tablePa = (dhi & 0xffff) * 0x1_0000_0000 + ((dlo & PAGE_MASK_4K) >>> 0);
+    tHi = dhi & 0xffff;
+    tLo = dlo & PAGE_MASK_4K;
     level++;
   }
 }

@@ -14,10 +14,13 @@ import t from 'tap';
 import fc from 'fast-check';
 import { Err } from '../../src/arch/errno.js';
 import type { Granule } from '../../src/arch/granule.js';
-import { stage2Map, stage2SetOwner, stage2Unmap } from '../../src/pgtable/stage2.js';
+import { PhysMem } from '../../src/mem/phys-mem.js';
+import { pgtPageSize } from '../../src/pgtable/pte.js';
+import { kvmPgtableStage2Init, kvmVtcrFor, newKvmPgtable, stage2Map, stage2SetOwner, stage2Unmap, warningList } from '../../src/pgtable/stage2.js';
+import { PgtPagePool } from '../../src/pgtable/test-pool.js';
 import { newLeafOut, WalkFlags } from '../../src/pgtable/types.js';
 import { kvmPgtableGetLeaf, setPgtableFastPaths } from '../../src/pgtable/walk.js';
-import { makeEnv, PageStackMemcache, prot, type Env } from './helpers/env.js';
+import { makeEnv, PageStackMemcache, POOL_BASE, prot, RAM_BASE, type Env } from './helpers/env.js';
 
 const WINDOW = 0x8000_0000; // IPA of page 0
 const PA_BASE = 0x4000_0000;
@@ -59,8 +62,32 @@ const lastArb: fc.Arbitrary<Last> = fc.record({
   mc: fc.constantFrom('pool' as const, 'none' as const, 'empty' as const),
 });
 
-function envFor(granule: Granule, forcePte: boolean): Env {
-  return makeEnv({ granule, poolPages: 256, forcePteCb: forcePte ? () => true : null });
+function envFor(granule: Granule, forcePte: boolean, sparse = false): Env {
+  const env = makeEnv({ granule, poolPages: 256, forcePteCb: forcePte ? () => true : null });
+  return sparse ? sparseCopy(env) : env;
+}
+
+/**
+ * The same environment over sparse memory (`flatMaxBytes: 0`: every read goes through the read cache, none through
+ * the flat window the 4K descent reads directly): a fresh pgd in a fresh pool, the TLB and warning sinks kept.
+ */
+function sparseCopy(env: Env): Env {
+  const mem = new PhysMem({ flatMaxBytes: 0 });
+  mem.addRegion(RAM_BASE, 0x8000_0000);
+  const pageSize = pgtPageSize(env.pgt.granule);
+  const pool = new PgtPagePool(mem, POOL_BASE, 256, pageSize);
+  const writes: Env['writes'] = [];
+  mem.observer = {
+    onDescWrite(pa, oldLo, oldHi, newLo, newHi) {
+      writes.push({ pa, oldLo, oldHi, newLo, newHi, tlbAt: env.tlb.ops.length });
+    },
+  };
+  const pgt = newKvmPgtable(mem, pool, warningList(env.warnings));
+  const mmu = env.pgt.mmu!;
+  const vtcr = kvmVtcrFor(env.pgt.granule, env.pgt.iaBits);
+  if (kvmPgtableStage2Init(pgt, mmu, vtcr, env.pgt.flags, env.pgt.forcePteCb) !== 0) throw new Error('sparse init');
+  env.tlb.clear();
+  return { ...env, mem, pool, pgt, writes, mc: pool, basePages: pool.usedPages };
 }
 
 function pageSize(granule: Granule): number {
@@ -68,10 +95,10 @@ function pageSize(granule: Granule): number {
 }
 
 /** Builds the table, runs the last operation, and returns everything observable about it. */
-function run(granule: Granule, forcePte: boolean, ops: readonly Op[], last: Last, fast: boolean) {
+function run(granule: Granule, forcePte: boolean, ops: readonly Op[], last: Last, fast: boolean, sparse = false) {
   const prev = setPgtableFastPaths(fast);
   try {
-    const env = envFor(granule, forcePte);
+    const env = envFor(granule, forcePte, sparse);
     const pg = pageSize(granule);
     const rw = prot('RW');
     for (const op of ops) {
@@ -131,6 +158,20 @@ for (const granule of ['4k', '16k', '64k'] as const) {
     t.ok(changed > 0, 'some operations wrote descriptors');
   });
 }
+
+t.test('4k over sparse memory: one-page map / set_owner do the same with and without the fast paths', async (t) => {
+  let leafLevel3 = 0;
+  fc.assert(
+    fc.property(fc.boolean(), fc.array(opArb, { minLength: 0, maxLength: 10 }), lastArb, (forcePte, ops, last) => {
+      const fast = run('4k', forcePte, ops, last, true, true);
+      const slow = run('4k', forcePte, ops, last, false, true);
+      t.same(fast, slow);
+      if (fast.leaf[3] === 3) leafLevel3++;
+    }),
+    { numRuns: 40, seed: 0x5eed_0103 },
+  );
+  t.ok(leafLevel3 > 0, 'some operations ended on a last-level entry');
+});
 
 t.test('get_leaf with and without the fast path: every address of a random tree, and the error cases', async (t) => {
   fc.assert(
