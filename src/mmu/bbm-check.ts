@@ -164,6 +164,13 @@ const FC_SIZE = 4096;
 const LEAF_FREE_LO = (S2AP_R_LO | S2AP_W_LO | S2_AF_LO) >>> 0;
 /** Leaf bits whose change needs no BBM: DBM, XN[1:0], SW, PBHA, bit 63 (ignored). */
 const LEAF_FREE_HI = (S2_DBM_HI | S2_XN0_HI | S2_XN_HI | S2_SW_HI | S2_PBHA_HI | 0x8000_0000) >>> 0;
+/**
+ * Descriptor bits[63:32] a TLB-hit check ignores: the software bits [58:55], PBHA [62:59] and bit 63 need no BBM and
+ * take no part in permission checks, so a leaf that changed only there since the fill yields no violation on a hit
+ * ({@link BbmChecker.onTlbHit} returns at once; `S2Mmu.translatePa` tests the same before calling it). KVM changes
+ * the software bits of a live host leaf in place (pKVM's page-state annotations).
+ */
+export const BBM_HIT_QUIET_HI = (S2_SW_HI | S2_PBHA_HI | 0x8000_0000) >>> 0;
 /** Table bits that select the next level: type and NLTA (incl. the 52-bit forms: bits[15:12], [9:8], [49:48]). */
 const TABLE_ADDR_LO = 0xffff_f303;
 const TABLE_ADDR_HI = 0x0003_ffff;
@@ -462,7 +469,9 @@ export class BbmChecker implements DescWriteObserver, TlbListener {
       lo = this.scratch.lo;
       hi = this.scratch.hi;
     }
-    if (lo === hit.descLo && hi === hit.descHi) return;
+    // Unchanged, or changed only in bits that need no BBM and do not affect permissions: nothing to report (the full
+    // path below finds no BBM reason and the same permission answer as at the fill, which permitted this access).
+    if (lo === hit.descLo && ((hi ^ hit.descHi) & ~BBM_HIT_QUIET_HI) === 0) return;
     let kind: BbmViolationKind | null = null;
     let why = '';
     if ((lo & 1) === 0) {

@@ -24,7 +24,7 @@ import { S2AP_R_LO, S2AP_W_LO, S2_AF_LO, S2_DBM_HI, S2_MEMATTR_LO, S2_XN0_HI, S2
 import { FaultType } from '../arch/fault.js';
 import type { CpuFeatures } from '../arch/features.js';
 import type { PhysMem } from '../mem/phys-mem.js';
-import type { BbmChecker } from './bbm-check.js';
+import { BBM_HIT_QUIET_HI, type BbmChecker } from './bbm-check.js';
 import { S2Config, decodeS2Config } from './s2-config.js';
 import { AccessKind, WalkFlag, s2NeedsHwUpdate, s2PermFault, s2Walk } from './s2-walk.js';
 import { TLB_MAX_PERM_SIG, Tlb } from './tlb.js';
@@ -260,12 +260,12 @@ export class S2Mmu {
           this.tlbHits++;
           if (checker !== null) {
             // BbmChecker.onTlbHit's first test, inlined: it returns at once when the descriptor in memory still
-            // holds the value the entry was filled from. Only that case is short-cut (read from the memory's flat
-            // window, as onTlbHit reads it); every other one calls it.
+            // holds the value the entry was filled from, up to the bits it ignores (BBM_HIT_QUIET_HI). Only that
+            // case is short-cut (read from the memory's flat window, as onTlbHit reads it); every other one calls it.
             const mem = this.mem;
             const off = out.descPa - mem.winBase;
             const w = off >>> 2; // JUSTIFY: used only when 0 ≤ off < winBytes ≤ 2^32.
-            if (!(off >= 0 && off < mem.winBytes && mem.win[w] === out.descLo && mem.win[w + 1] === out.descHi)) {
+            if (!(off >= 0 && off < mem.winBytes && mem.win[w] === out.descLo && ((mem.win[w + 1]! ^ out.descHi) & ~BBM_HIT_QUIET_HI) === 0)) {
               checker.onTlbHit(cfg, out, access, flags);
             }
           }
