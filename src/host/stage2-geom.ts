@@ -13,7 +13,8 @@ import { assert } from '../arch/assert.js';
  * @param ipaBits 32…48.
  */
 export function kvmStage2Levels(ipaBits: number): number {
-  assert(Number.isInteger(ipaBits) && ipaBits >= 32 && ipaBits <= 48, `IPA size ${ipaBits} out of range`);
+  // The message is built only on failure (this runs on every guest fault, via kvmMmuCacheMinPages).
+  if (!(Number.isInteger(ipaBits) && ipaBits >= 32 && ipaBits <= 48)) assert(false, `IPA size ${ipaBits} out of range`);
   return Math.floor((ipaBits - 8) / (PAGE_SHIFT - 3));
 }
 

@@ -372,7 +372,8 @@ export class Tlb {
     if (this.capacity === 0) return;
     assert(perm >= 0 && perm <= 0x3f && permSig >= 0 && permSig <= TLB_MAX_PERM_SIG, 'Tlb.fill: permission mask/signature');
     assert(res.fault === FaultType.NONE, 'Tlb.fill of a faulting walk');
-    assert(res.leafShift >= 12 && res.leafShift < MAX_SHIFT, `Tlb.fill: leafShift ${res.leafShift}`);
+    // The message is built only on failure: this runs on every fill.
+    if (!(res.leafShift >= 12 && res.leafShift < MAX_SHIFT)) assert(false, `Tlb.fill: leafShift ${res.leafShift}`);
     const shift = res.leafShift;
     const tag = Math.floor(ipa * INV_POW2[shift]!); // JUSTIFY: shift < 64.
     let i = this.find(vmid, tag, shift);
