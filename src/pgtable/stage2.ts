@@ -372,7 +372,15 @@ function stage2TryBreakPte(ctx: VisitCtx<unknown>, pgt: KvmPgtable): boolean {
  * {@link stage2TryBreakPte} on the entry at `ptep` (old halves, level, cursor address and walk flags given: the
  * visitor context's fields; its memory, mm_ops and granule are always the table's).
  */
-function stage2TryBreakPteAt(pgt: KvmPgtable, ptep: number, oldLo: number, oldHi: number, level: number, addr: number, flags: number): boolean {
+function stage2TryBreakPteAt(
+  pgt: KvmPgtable,
+  ptep: number,
+  oldLo: number,
+  oldHi: number,
+  level: number,
+  addr: number,
+  flags: number,
+): boolean {
   if (stage2PteIsLocked(oldLo)) {
     pgt.warn('stage2_try_break_pte: PTE already locked in an exclusive walk');
     return false;
@@ -668,7 +676,8 @@ export function stage2Map(
       // OA phys0 (the cursor is the walk's start) and never returns -E2BIG.
       kvmInitValidLeafPte('4k', phys0, attrScratch.lo, attrScratch.hi, KVM_PGTABLE_LAST_LEVEL, fastNu);
       const start = alignDownPow2(addr, 0x1000);
-      const r = stage2MapLeafAt(pgt, ptep, fastLeaf.lo, fastLeaf.hi, KVM_PGTABLE_LAST_LEVEL, start, walkFlags, fastNu.lo, fastNu.hi);
+      const L3 = KVM_PGTABLE_LAST_LEVEL;
+      const r = stage2MapLeafAt(pgt, ptep, fastLeaf.lo, fastLeaf.hi, L3, start, walkFlags, fastNu.lo, fastNu.hi);
       mmu.tlb.dsb(); // dsb(ishst)
       return kvmPgtableWalkResult(walkFlags, r) as Ret; // JUSTIFY: the map visitor returns only 0 or a negated errno.
     }
@@ -705,14 +714,16 @@ export function stage2SetOwner(pgt: KvmPgtable, addr: number, size: number, mc: 
     if (ptep >= 0) {
       // The walk's one LEAF visit, made directly: an annotation is allowed at the last level.
       const start = alignDownPow2(addr, 0x1000);
-      const r = stage2MapLeafAt(pgt, ptep, fastLeaf.lo, fastLeaf.hi, KVM_PGTABLE_LAST_LEVEL, start, walkFlags, kvmInitInvalidLeafOwnerLo(ownerId), 0);
+      const ownerLo = kvmInitInvalidLeafOwnerLo(ownerId);
+      const r = stage2MapLeafAt(pgt, ptep, fastLeaf.lo, fastLeaf.hi, KVM_PGTABLE_LAST_LEVEL, start, walkFlags, ownerLo, 0);
       return kvmPgtableWalkResult(walkFlags, r) as Ret; // JUSTIFY: the map visitor returns only 0 or a negated errno.
     }
   }
   const mw = takeMapWalk(pgt, 0, 0, 0, ownerId, mc, true, true, walkFlags);
   try {
     // TABLE_PRE on a one-page walk is a no-op: forcePte keeps annotations at the last level.
-    return kvmPgtableWalkNoTablePre(pgt, addr, size, mw.walker) as Ret; // JUSTIFY: the map visitor returns 0 or an errno.
+    // JUSTIFY: the map visitor returns 0 or an errno.
+    return kvmPgtableWalkNoTablePre(pgt, addr, size, mw.walker) as Ret;
   } finally {
     releaseMapWalk(mw);
   }

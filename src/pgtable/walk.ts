@@ -261,7 +261,13 @@ function walkTable<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: 
  * {@link visit} then follows a single path (every entry on it covers the whole range, and the first leaf moves the
  * cursor past the end), so it runs as a loop. Same reads, callbacks, context values and returns as the recursion.
  */
-function walkOnePage<T>(walker: Walker<T>, st: WalkState, tablePa: number, level: number, skipTablePre: boolean): number {
+function walkOnePage<T>(
+  walker: Walker<T>,
+  st: WalkState,
+  tablePa: number,
+  level: number,
+  skipTablePre: boolean,
+): number {
   // JUSTIFY: the state was filled from this walker's argument; visitors only see the VisitCtx<T> view.
   const ctx = st as unknown as VisitCtx<T>;
   const flags = walker.flags;
@@ -356,12 +362,23 @@ export function kvmPgtableWalk<T>(pgt: KvmPgtable, addr: number, size: number, w
  * @returns as {@link kvmPgtableWalk}.
  * @remarks A short-cut of `kvm_pgtable_walk()` (arch/arm64/kvm/hyp/pgtable.c); the caller vouches for its visitor.
  */
-export function kvmPgtableWalkNoTablePre<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>): number {
+export function kvmPgtableWalkNoTablePre<T>(
+  pgt: KvmPgtable,
+  addr: number,
+  size: number,
+  walker: Walker<T>,
+): number {
   return walkRange(pgt, addr, size, walker, fastPaths);
 }
 
 /** `kvm_pgtable_walk()`, optionally skipping no-op `TABLE_PRE` visits of a one-page walk. */
-function walkRange<T>(pgt: KvmPgtable, addr: number, size: number, walker: Walker<T>, skipTablePre: boolean): number {
+function walkRange<T>(
+  pgt: KvmPgtable,
+  addr: number,
+  size: number,
+  walker: Walker<T>,
+  skipTablePre: boolean,
+): number {
   // kvm_pgtable_walk_begin(), nVHE flavour: no RCU at EL2, so shared walks are refused.
   if ((walker.flags & WalkFlags.SHARED) !== 0) return Err.EPERM;
   const g = granuleShift(pgt.granule);
@@ -418,7 +435,8 @@ export function kvmPgtableWalkUnlinked<T>(
  *
  * The kernel runs a one-page `kvm_pgtable_walk()` with a LEAF visitor that records the entry; that walk visits
  * exactly the entries on the path to the leaf covering the page, so this descends that path directly (same reads,
- * same result, same errors) instead of going through the generic walker.
+ * same result, same errors) instead of going through the generic walker. With a 4 KiB granule (pKVM's) the descent
+ * has constant geometry and reads the memory's flat window directly ({@link setPgtableFastPaths} turns that off).
  *
  * @param pgt the table.
  * @param addr input address.
@@ -480,7 +498,6 @@ function getLeaf4k(pgt: KvmPgtable, addr: number, out: LeafOut): Ret {
   return 0;
 }
 
-
 /**
  * Descends a 4 KiB-granule table from its pgd along the path of the page at `lo`/`hi` (bits[31:12] and [52:32] of
  * an address below 2^ia_bits; the table has a pgd and a start level in -1..3), reading one entry per level as
@@ -509,7 +526,15 @@ function descend4k(pgt: KvmPgtable, lo: number, hi: number, out: LeafOut): numbe
   for (;;) {
     // The entry's index: address bits [20:12], [29:21], [38:30], [47:39] or [52:48] for levels 3, 2, 1, 0, -1.
     const idx =
-      level === 3 ? (lo >>> 12) & 511 : level === 2 ? (lo >>> 21) & 511 : level === 1 ? ((lo >>> 30) | (hi << 2)) & 511 : level === 0 ? (hi >>> 7) & 511 : (hi >>> 16) & 511;
+      level === 3
+        ? (lo >>> 12) & 511
+        : level === 2
+          ? (lo >>> 21) & 511
+          : level === 1
+            ? ((lo >>> 30) | (hi << 2)) & 511
+            : level === 0
+              ? (hi >>> 7) & 511
+              : (hi >>> 16) & 511;
     const dLo = tLo + (idx << 3); // int32: no carry out of the table (see above)
     const rel = (dLo - winLo) >>> 0;
     let dlo: number;
@@ -556,7 +581,13 @@ function descend4k(pgt: KvmPgtable, lo: number, hi: number, out: LeafOut): numbe
  * @remarks A short-cut of the path `kvm_pgtable_walk()` (arch/arm64/kvm/hyp/pgtable.c) takes to the leaf: the
  *   same reads, in the same order, without the TABLE_PRE visits (the callers' visitors do nothing there).
  */
-export function kvmPgtableFindPage4k(pgt: KvmPgtable, addr: number, size: number, flags: number, out: LeafOut): number {
+export function kvmPgtableFindPage4k(
+  pgt: KvmPgtable,
+  addr: number,
+  size: number,
+  flags: number,
+  out: LeafOut,
+): number {
   if ((flags & (WalkFlags.SHARED | WalkFlags.TABLE_POST)) !== 0) return -1;
   // The range rounds out to exactly one page when 0 < size <= PAGE_SIZE.
   if (!(addr >= 0 && addr < EXACT_LIMIT && size > 0 && size <= 0x1000)) return -1;
