@@ -25,9 +25,9 @@
  * Not timed: replacing the guest once its pages run out (teardown of the old guest, creation of a new one), which
  * is no part of a round trip. That happens in the `prepare()` hook the harness calls outside its timed regions
  * (`bench/run.ts`), whenever fewer than {@link RECYCLE_MARGIN} unmapped pages remain; with `node --expose-gc` it
- * then also collects the old guest's garbage, untimed. Should a benchmark.js cycle
- * still run the guest out, the call recycles inline, inside the timed region; the report counts those inline
- * recycles and their time (they should be 0), and the untimed ones.
+ * then also collects the old guest's garbage, untimed. Should a benchmark.js cycle still run the guest out, the
+ * call recycles inline, inside the timed region; the report counts those inline recycles and their time (they
+ * should be 0), and the untimed ones.
  */
 
 import { performance } from 'node:perf_hooks';
