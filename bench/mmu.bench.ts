@@ -28,7 +28,7 @@ import { granuleShift, granuleStride, levelShift, type Granule } from '../src/ar
 import { hcr } from '../src/arch/hcr.js';
 import { vtcr, type VtcrFields } from '../src/arch/vtcr.js';
 import { vttbr } from '../src/arch/vttbr.js';
-import { PhysMem } from '../src/mem/phys-mem.js';
+import { FLAT_MAX_BYTES, PhysMem } from '../src/mem/phys-mem.js';
 import { naiveS2Walk } from '../src/mmu/naive-walk.js';
 import { makeS2Config, type S2Config } from '../src/mmu/s2-config.js';
 import { BbmChecker } from '../src/mmu/bbm-check.js';
@@ -75,7 +75,8 @@ function rng(seed: number): () => number {
  * TABLE_RAM), then draws `NIPAS` random mapped IPAs and checks each walks to the expected PA.
  */
 function buildTree(g: Granule, v: VtcrFields, startLevel: number, ipaBase: number, oaBase: number, pages = PAGES): Tree {
-  const mem = new PhysMem();
+  // Flat RAM, as createMachine sets it up (src/mem/phys-mem.ts): the walker reads descriptors from its window.
+  const mem = new PhysMem({ flatMaxBytes: FLAT_MAX_BYTES });
   mem.addRegion(TABLE_RAM, TABLE_RAM_SIZE);
   const G = granuleShift(g);
   const S = granuleStride(g);

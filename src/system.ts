@@ -31,7 +31,7 @@ import { KvmHost, type Kvm, type KvmVcpu } from './host/kvm.js';
 import { GuestAbortInfo, GuestAbortResult, AbortOutcome, kvmHandleGuestAbort, readGuestAbort } from './host/mmu.js';
 import type { HostMemPort, HvcConduit } from './host/ports.js';
 import { Mm, VmaKind } from './host/vmm-mem.js';
-import { PhysMem, type U64 } from './mem/phys-mem.js';
+import { FLAT_MAX_BYTES, PhysMem, type U64 } from './mem/phys-mem.js';
 import { BbmChecker } from './mmu/bbm-check.js';
 import { S2Mmu } from './mmu/s2-mmu.js';
 import { AccessKind } from './mmu/s2-walk.js';
@@ -62,6 +62,12 @@ export interface MachineConfig {
   readonly tlbEntries?: number;
   /** Receives every hypercall and exit as it happens (tracing); default none. */
   readonly onEvent?: (e: TraceEvent) => void;
+  /**
+   * RAM regions of up to 4 GiB are backed flat (default true: faster walks and accesses, about a millisecond to
+   * create and release per GiB-sized region); false backs them sparsely (cheapest for many short-lived machines).
+   * Behaviour is identical either way (`PhysMem`, src/mem/phys-mem.ts).
+   */
+  readonly flatRam?: boolean;
 }
 
 /** One traced machine event. */
@@ -290,7 +296,7 @@ export class Machine {
     this.cpus = cfg.cpus ?? 2;
     const paBits = cfg.paBits ?? 40;
     this.onEvent = cfg.onEvent ?? null;
-    this.mem = new PhysMem();
+    this.mem = new PhysMem({ flatMaxBytes: cfg.flatRam === false ? 0 : FLAT_MAX_BYTES });
     for (const r of cfg.ram) this.mem.addRegion(r.base, r.size);
     this.features = { ...ARMV8_0_PA40_FEATURES, paBits, paRange: paRangeOf(paBits) };
     this.tlb = new Tlb({ capacity: cfg.tlb === false ? 0 : (cfg.tlbEntries ?? DEFAULT_TLB_ENTRIES) });

@@ -4,15 +4,21 @@
  * A region is RAM or MMIO with a base and size. Addresses outside every region are unbacked: a walk that reads one
  * takes a synchronous external abort. 64-bit words are little-endian: `u32[w]` = bits[31:0], `u32[w+1]` =
  * bits[63:32]. RAM has two backings, with the same behaviour:
- * - **flat**: a RAM region of at most {@link FLAT_MAX_BYTES} (the default limit) is one zero-filled `Uint32Array`.
+ * - **flat** (opt-in, `flatMaxBytes`; `createMachine` opts in): a RAM region of at most that size is one zero-filled
+ *   `Uint32Array`.
  *   The engine allocates it with `calloc`, so the operating system maps its pages on first write: untouched RAM
  *   costs address space, not memory. A word is then one subtraction and one load away, with no lookup, which is what
  *   the walker's descriptor reads need (bench/README.md, "flat RAM"). Word reads of a page never written return
  *   zero without touching it (a first read would cost an OS page fault, ~1 µs, per page: guests read fresh pages).
- * - **sparse**: a larger region (or every region, with `flatMaxBytes: 0`) is backed lazily by 4 KiB pages created on
+ * - **sparse** (the default): other regions are backed lazily by 4 KiB pages created on
  *   first write (reads of untouched RAM see zeroes without allocating), so a 52-bit space with a few hundred MiB
  *   touched costs only what is touched.
  * {@link PhysMem.touchedPages} counts the 4 KiB pages written at least once in either backing.
+ *
+ * Why flat is not the default: creating and releasing a flat region of GiBs costs about a millisecond (the mapping,
+ * and the engine's garbage collection, which counts typed arrays as external memory), where a sparse one costs
+ * nothing. That is right for one long-lived machine (the walk is ~30% faster) and wrong for thousands of short-lived
+ * memories (one per fixture query, per property-test run): the test suite ran twice as long with flat by default.
  *
  * Two store paths exist on purpose: {@link PhysMem.write64} is a plain data store (guest data, zeroing), and
  * {@link PhysMem.writeDesc} is the model's descriptor-write API, reported to an optional
@@ -43,8 +49,8 @@ const EMPTY_U8 = new Uint8Array(0);
 /** Options of a {@link PhysMem}. */
 export interface PhysMemOptions {
   /**
-   * RAM regions of at most this many bytes are backed flat; 0 makes every region sparse (tests of the sparse path).
-   * At most, and by default, {@link FLAT_MAX_BYTES}.
+   * RAM regions of at most this many bytes are backed flat; at most {@link FLAT_MAX_BYTES}. Default 0: every region
+   * sparse (see the module comment for why).
    */
   readonly flatMaxBytes?: number;
 }
@@ -136,9 +142,9 @@ export class PhysMem {
   /** Observer of descriptor writes (the BBM checker), or null. */
   observer: DescWriteObserver | null = null;
 
-  /** Empty memory; `opts.flatMaxBytes` bounds the flat-backed regions (default {@link FLAT_MAX_BYTES}). */
+  /** Empty memory; `opts.flatMaxBytes` bounds the flat-backed regions (default 0: all sparse). */
   constructor(opts: PhysMemOptions = {}) {
-    const f = opts.flatMaxBytes ?? FLAT_MAX_BYTES;
+    const f = opts.flatMaxBytes ?? 0;
     assert(Number.isSafeInteger(f) && f >= 0 && f <= FLAT_MAX_BYTES, `flatMaxBytes ${f} outside [0, 2^32]`);
     this.flatMax = f;
   }

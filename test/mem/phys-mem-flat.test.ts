@@ -13,7 +13,8 @@ t.test('a RAM region within the limit is flat; larger regions and MMIO are not',
   t.equal(a.written?.length, (16 * MiB) / 4096);
   t.equal(b.flat, null, 'above the limit: sparse');
   t.equal(c.flat, null, 'MMIO has no backing');
-  t.equal(new PhysMem().addRegion(0, 64 * MiB).flat?.length, (64 * MiB) / 4, 'default limit');
+  t.equal(new PhysMem().addRegion(0, 64 * MiB).flat, null, 'default: sparse');
+  t.equal(new PhysMem({ flatMaxBytes: FLAT_MAX_BYTES }).addRegion(0, 64 * MiB).flat?.length, (64 * MiB) / 4);
   t.equal(FLAT_MAX_BYTES, 2 ** 32);
   t.throws(() => new PhysMem({ flatMaxBytes: 2 ** 33 }), 'a limit above 4 GiB is API misuse');
   t.throws(() => new PhysMem({ flatMaxBytes: -1 }));
@@ -45,7 +46,7 @@ t.test('the window follows the flat region last used; sparse and unbacked access
 });
 
 t.test('flat pages: untouched reads are zero and allocate nothing; views are live', async (t) => {
-  const m = new PhysMem();
+  const m = new PhysMem({ flatMaxBytes: FLAT_MAX_BYTES });
   m.addRegion(0x4000_0000, MiB);
   const out: U64 = { lo: 7, hi: 7 };
   t.ok(m.read64(0x4000_2008, out));
